@@ -1,0 +1,54 @@
+"""`palmup <command> --config configs/<file>.py --workdir DIR [--config.key=value ...]`.
+
+Configs are ml_collections ConfigDicts (big_vision style); overrides are type-checked and an
+unknown key is rejected before any work starts. Each command validates its config, writes it to
+DIR/config.json, then runs.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from palmup.config_checks import ConfigError
+
+# command -> "module:function"; each function takes (config, workdir).
+COMMANDS = {
+    "train-generator": "palmup.generators.train:main",
+    "import-generator": "palmup.generators.eye_dcgan:import_main",
+    "eval-generator": "palmup.evaluators.generator_quality:main",
+    "render": "palmup.render:main",
+}
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for everything the run writes.")
+
+
+def usage() -> str:
+  return ("usage: palmup <command> --config configs/<file>.py --workdir DIR [--config.key=value ...]\n"
+          f"commands: {', '.join(COMMANDS)}")
+
+
+def _main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    got = " ".join(argv[1:]) or "nothing"
+    raise app.UsageError(f"expected one command, got {got!r}\n{usage()}")
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    raise app.UsageError(f"--config and --workdir are required\n{usage()}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  module, fn = COMMANDS[argv[1]].split(":")
+  try:
+    getattr(importlib.import_module(module), fn)(_CONFIG.value, _WORKDIR.value)
+  except ConfigError as e:
+    sys.exit(f"palmup {argv[1]}: {e}")
+
+
+def run():
+  """Console-script entry point."""
+  if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
+    print(usage())
+    sys.exit(0 if len(sys.argv) >= 2 else 2)
+  app.run(_main)

@@ -1,0 +1,1 @@
+"""Evaluators: each takes a trained artefact and a dataset and returns numbers."""

@@ -1,0 +1,111 @@
+"""Frozen class-conditional generators behind one interface.
+
+    gen, params = palmup.generators.load("builtin:fashion_mnist_32")
+    images = gen.apply(params, z, y)   # z[B, gen.latent_dim] float, y[B] int -> [B, H, W, C] in [-1, 1]
+
+A generator on disk is a directory holding `generator.json` (its kind, constructor arguments,
+latent size, class names) and `params/` (an orbax checkpoint of the frozen parameters).
+Kinds: "stylegan" (palmup's own, trained by `palmup train-generator`) and "eye_dcgan"
+(imported by `palmup import-generator`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclasses.dataclass(frozen=True)
+class Generator:
+  """Static description of a generator; hashable, so it can be a static jit argument."""
+  kind: str
+  module: nn.Module
+  latent_dim: int
+  num_classes: int
+  image_shape: tuple[int, int, int]  # (H, W, C)
+  class_names: tuple[str, ...] = ()
+
+  def apply(self, params, z: jax.Array, y: jax.Array) -> jax.Array:
+    """z[B, latent_dim], y[B] int32 -> images float32 [B, H, W, C] in [-1, 1]."""
+    return self.module.apply({"params": params}, z, y)
+
+  def init(self, key: jax.Array):
+    """Fresh (untrained) parameters."""
+    z = jnp.zeros((1, self.latent_dim))
+    return self.module.init(key, z, jnp.zeros((1,), jnp.int32))["params"]
+
+
+def _module(kind: str, kwargs: dict[str, Any]) -> nn.Module:
+  if kind == "stylegan":
+    from palmup.generators.stylegan import StyleGenerator
+    return StyleGenerator(**kwargs)
+  if kind == "eye_dcgan":
+    from palmup.generators.eye_dcgan import EyeDCGAN
+    return EyeDCGAN(**kwargs)
+  raise ValueError(f"unknown generator kind {kind!r}; valid: 'stylegan', 'eye_dcgan'")
+
+
+def make(kind: str, latent_dim: int, kwargs: dict[str, Any],
+         class_names: Sequence[str] = ()) -> Generator:
+  """Builds a Generator; the image shape is found by tracing one sample."""
+  module = _module(kind, dict(kwargs))
+  num_classes = module.num_classes
+  shape = jax.eval_shape(
+      lambda: module.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, latent_dim)),
+                                      jnp.zeros((1,), jnp.int32))[0]).shape
+  return Generator(kind, module, latent_dim, num_classes, tuple(shape[1:]), tuple(class_names))
+
+
+def _spec(gen: Generator) -> dict[str, Any]:
+  kwargs = {f.name: getattr(gen.module, f.name) for f in dataclasses.fields(gen.module)
+            if f.name not in ("parent", "name")}
+  kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+  return {"kind": gen.kind, "latent_dim": gen.latent_dim, "kwargs": kwargs,
+          "class_names": list(gen.class_names)}
+
+
+def save(directory: str | Path, gen: Generator, params, extra: dict[str, Any] | None = None):
+  """Writes `generator.json` and `params/` into `directory` (created; params overwritten)."""
+  import orbax.checkpoint as ocp
+  directory = Path(directory).absolute()
+  directory.mkdir(parents=True, exist_ok=True)
+  spec = _spec(gen) | (extra or {})
+  (directory / "generator.json").write_text(json.dumps(spec, indent=2) + "\n")
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(directory / "params", jax.device_get(params), force=True)
+
+
+def resolve(path: str) -> Path:
+  """'builtin:NAME' -> the shipped generator directory; anything else is a directory path."""
+  if path.startswith("builtin:"):
+    name = path.split(":", 1)[1]
+    found = ASSETS / name
+    valid = sorted(p.name for p in ASSETS.iterdir() if (p / "generator.json").exists()) if ASSETS.exists() else []
+    if not (found / "generator.json").exists():
+      raise FileNotFoundError(f"no built-in generator {name!r}; valid: {', '.join('builtin:' + v for v in valid)}")
+    return found
+  found = Path(path).expanduser()
+  if not (found / "generator.json").exists():
+    raise FileNotFoundError(
+        f"{found} is not a generator directory (no generator.json). Use 'builtin:fashion_mnist_32', "
+        "a `palmup train-generator` workdir's generator/ folder, or `palmup import-generator`'s output.")
+  return found
+
+
+def load(path: str) -> tuple[Generator, Any]:
+  """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
+  import orbax.checkpoint as ocp
+  directory = resolve(path).absolute()
+  spec = json.loads((directory / "generator.json").read_text())
+  gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
+  target = jax.eval_shape(gen.init, jax.random.PRNGKey(0))
+  with ocp.StandardCheckpointer() as ckpt:
+    params = ckpt.restore(directory / "params", target)
+  return gen, params

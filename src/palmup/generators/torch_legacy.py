@@ -1,0 +1,105 @@
+"""Reads PyTorch's legacy (pre-1.6, non-zip) `torch.save` files with pickle and numpy alone.
+
+Layout of such a file: four pickles (magic number, protocol version, system info, the object),
+then a pickle of the storage keys in file order, then each storage's raw bytes prefixed by its
+element count as int64. Tensors in the object refer to storages through `persistent_load` ids
+('storage', type, key, device, numel[, view]) and are rebuilt by
+torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...); we rebuild them as numpy views.
+"""
+from __future__ import annotations
+
+import collections
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+PROTOCOL_VERSION = 1001
+DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+          "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+          "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
+
+
+class _StorageType:
+  def __init__(self, name: str):
+    if name not in DTYPES:
+      raise ValueError(f"unsupported torch storage type {name!r}; supported: {', '.join(DTYPES)}")
+    self.dtype = np.dtype(DTYPES[name])
+
+
+class _TensorRef:
+  """A tensor whose storage is read after the object pickle; resolved by `load`."""
+
+  def __init__(self, key, offset, size, stride):
+    self.key, self.offset, self.size, self.stride = key, offset, tuple(size), tuple(stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+  return _TensorRef(storage, storage_offset, size, stride)
+
+
+class _Unpickler(pickle.Unpickler):
+  ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
+             ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2}
+
+  def __init__(self, f, storages: dict):
+    super().__init__(f)
+    self.storages = storages
+
+  def find_class(self, module, name):
+    if module == "torch" and name.endswith("Storage"):
+      return _StorageType(name)
+    if (module, name) in self.ALLOWED:
+      return self.ALLOWED[(module, name)]
+    raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a torch file")
+
+  def persistent_load(self, pid):
+    kind, storage_type, key, _location, numel = pid[:5]
+    if kind != "storage" or len(pid) > 5 and pid[5] is not None:
+      raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+    self.storages.setdefault(key, (storage_type.dtype, numel))
+    return key
+
+
+def load(path: str | Path):
+  """Returns the saved object with every tensor replaced by a numpy array (a copy)."""
+  with open(path, "rb") as f:
+    if f.read(2)[:1] == b"PK":
+      raise ValueError(f"{path} is a zip-format torch file; only the legacy format is supported")
+    f.seek(0)
+    storages: dict = {}
+    load_one = lambda: _Unpickler(f, storages).load()
+    if load_one() != MAGIC_NUMBER:
+      raise ValueError(f"{path} is not a legacy torch file (bad magic number)")
+    if load_one() != PROTOCOL_VERSION:
+      raise ValueError(f"{path}: unsupported torch protocol version")
+    sys_info = load_one()
+    if not sys_info.get("little_endian", True):
+      raise ValueError(f"{path} was written on a big-endian machine")
+    obj = load_one()
+    data = {}
+    for key in load_one():
+      dtype, numel = storages[key]
+      (count,) = np.frombuffer(f.read(8), np.int64)
+      if count != numel:
+        raise ValueError(f"{path}: storage {key} holds {count} elements, expected {numel}")
+      raw = f.read(int(count) * dtype.itemsize)
+      if len(raw) != count * dtype.itemsize:
+        raise ValueError(f"{path} is truncated (storage {key})")
+      data[key] = np.frombuffer(raw, dtype)
+  return _resolve(obj, data)
+
+
+def _resolve(obj, data):
+  if isinstance(obj, _TensorRef):
+    flat = data[obj.key]
+    item = flat.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(flat[obj.offset:], obj.size, [s * item for s in obj.stride])
+    return np.array(view)
+  if isinstance(obj, dict):
+    return type(obj)((k, _resolve(v, data)) for k, v in obj.items())
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_resolve(v, data) for v in obj)
+  return obj
