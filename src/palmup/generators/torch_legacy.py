@@ -66,7 +66,7 @@ class _Unpickler(pickle.Unpickler):
 def load(path: str | Path):
   """Returns the saved object with every tensor replaced by a numpy array (a copy)."""
   with open(path, "rb") as f:
-    if f.read(2)[:1] == b"PK":
+    if f.read(2) == b"PK":
       raise ValueError(f"{path} is a zip-format torch file; only the legacy format is supported")
     f.seek(0)
     storages: dict = {}

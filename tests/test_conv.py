@@ -1,0 +1,41 @@
+"""The per-tap weight-gradient convolution gives XLA's values and gradients."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from palmup.nn.conv import conv2d
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [((2, 8, 8, 3), 3, 1), ((2, 9, 7, 4), 3, 2),
+                                                  ((3, 8, 8, 2), 1, 1), ((2, 8, 8, 5), 4, 2)])
+def test_matches_xla_values_and_gradients(shape, kernel, stride):
+  kx, kw, kg = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, shape)
+  w = jax.random.normal(kw, (kernel, kernel, shape[-1], 6))
+  fast = lambda x, w: conv2d(x, w, stride, fast_weight_grad=True)
+  ref = lambda x, w: conv2d(x, w, stride, fast_weight_grad=False)
+  y = ref(x, w)
+  np.testing.assert_allclose(fast(x, w), y, rtol=1e-6)
+  g = jax.random.normal(kg, y.shape)
+  loss = lambda f: lambda x, w: jnp.sum(f(x, w) * g)
+  (dx_f, dw_f), (dx_r, dw_r) = (jax.grad(loss(f), (0, 1))(x, w) for f in (fast, ref))
+  np.testing.assert_allclose(dx_f, dx_r, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dw_f, dw_r, rtol=1e-4, atol=1e-4)
+
+
+def test_second_order_gradient_matches_xla():
+  """R1 needs d/dw of ||dL/dx||^2: the custom rule must be differentiable."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 3))
+  w = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 3, 4))
+
+  def r1(fast):
+    inner = lambda w: jax.grad(lambda x: jnp.sum(jnp.tanh(conv2d(x, w, fast_weight_grad=fast))))(x)
+    return jax.grad(lambda w: jnp.sum(inner(w) ** 2))(w)
+
+  np.testing.assert_allclose(r1(True), r1(False), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_padding_is_named():
+  with pytest.raises(ValueError, match="'FULL'"):
+    conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding="FULL")
