@@ -55,7 +55,7 @@ def _module(kind: str, kwargs: dict[str, Any]) -> nn.Module:
 def make(kind: str, latent_dim: int, kwargs: dict[str, Any],
          class_names: Sequence[str] = ()) -> Generator:
   """Builds a Generator; the image shape is found by tracing one sample."""
-  module = _module(kind, dict(kwargs))
+  module = _module(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
   num_classes = module.num_classes
   shape = jax.eval_shape(
       lambda: module.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, latent_dim)),

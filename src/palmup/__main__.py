@@ -1,0 +1,3 @@
+from palmup.cli import run
+
+run()
