@@ -46,9 +46,38 @@ def _main(argv):
     sys.exit(f"palmup {argv[1]}: {e}")
 
 
+def _unknown_override(argv) -> str | None:
+  """Names the first --config.a.b=... override whose path is not in the config file."""
+  import runpy
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is None and "--config" in argv:
+    path = argv[argv.index("--config") + 1]
+  if path is None:
+    return None
+  node = runpy.run_path(path)["get_config"]()
+  for arg in argv:
+    if arg.startswith("--config."):
+      key = arg[len("--config."):].split("=", 1)[0]
+      node_at, seen = node, []
+      for part in key.split("."):
+        if not hasattr(node_at, "keys") or part not in node_at:
+          valid = ", ".join(sorted(node_at.keys())) if hasattr(node_at, "keys") else "(none: a leaf)"
+          where = "config." + ".".join(seen) if seen else "config"
+          return f"unknown config key config.{key}; valid keys under {where}: {valid}"
+        node_at, seen = node_at[part], seen + [part]
+  return None
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    sys.exit(f"palmup: {_unknown_override(argv) or e}")
+
+
 def run():
   """Console-script entry point."""
   if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
     print(usage())
     sys.exit(0 if len(sys.argv) >= 2 else 2)
-  app.run(_main)
+  app.run(_main, flags_parser=_parse_flags)

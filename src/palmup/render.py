@@ -23,16 +23,17 @@ from palmup.env import EnvParams, LatentEnv
 POLICIES = ("random", "constant", "zero")
 
 
-def env_params(config_env) -> EnvParams:
-  """EnvParams from a config dict, rejecting unknown fields."""
+def env_params(config_env, key: str = "env") -> EnvParams:
+  """EnvParams from the config dict at `key`, rejecting unknown fields and out-of-range values."""
   fields = set(EnvParams.__dataclass_fields__)
   unknown = set(config_env) - fields
-  cc.require(not unknown, "env", sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
-  params = EnvParams(**dict(config_env))
-  cc.in_range(config_env, "ema", 0.0, 1.0)
-  cc.in_range(config_env, "action_weight", 0.0, 1.0)
-  cc.positive(config_env, "episode_length")
-  return params
+  cc.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
+  for name in ("ema", "action_weight"):
+    value = config_env.get(name, 0.0)
+    cc.require(0.0 <= value <= 1.0, f"{key}.{name}", value, "in [0, 1]")
+  value = config_env.get("episode_length", 1)
+  cc.require(value >= 1, f"{key}.episode_length", value, ">= 1")
+  return EnvParams(**dict(config_env))
 
 
 def rollout(env: LatentEnv, params: EnvParams, classes: jax.Array, steps: int, policy: str,
@@ -69,11 +70,11 @@ def main(config, workdir):
   cc.one_of(config, "render.policy", POLICIES)
   cc.positive(config, "render.steps")
   cc.positive(config, "obs_size")
+  base = env_params(config.env)
   gen, gen_params = generators.load(config.generator.path)
   classes = list(config.render.classes) or list(range(gen.num_classes))
   cc.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,
              f"class indices in [0, {gen.num_classes})")
-  base = env_params(config.env)
   sweep = dict(config.render.sweep) or {"ema": [base.ema]}
   cc.require(len(sweep) == 1 and set(sweep) <= set(EnvParams.__dataclass_fields__), "render.sweep", sweep,
              f"one EnvParams field ({', '.join(EnvParams.__dataclass_fields__)}) mapped to a list of values")
