@@ -27,6 +27,7 @@ import scipy.linalg
 from palmup import data as data_lib
 from palmup import generators, workdir as wd
 from palmup.data import transforms
+from palmup.nn.layers import Conv
 
 
 class Classifier(nn.Module):
@@ -38,7 +39,7 @@ class Classifier(nn.Module):
   @nn.compact
   def __call__(self, x):
     for w in self.widths:
-      x = nn.relu(nn.Conv(w, (3, 3), strides=2)(x))
+      x = nn.relu(Conv(w, kernel_size=3, stride=2, fast_weight_grad=True)(x))
     features = nn.relu(nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_classes)(features), features
 
