@@ -1,0 +1,64 @@
+"""APT's particle-based entropy reward (Liu & Abbeel, 2021), with URLB's semantics (utils.PBE).
+
+Variants (say which one a config uses):
+  plain (default):        average of the k nearest distances, then log(1 + .)
+  URLB's APT:             running_mean=RunningMean.init(), clip=1e-4 (k = 12 in URLB)
+  k-th neighbour only:    average=False
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+
+@flax.struct.dataclass
+class RunningMean:
+  """A scalar running mean of kNN distances, count-weighted (URLB's RMS.M and its count)."""
+  mean: jax.Array
+  count: jax.Array
+
+  @classmethod
+  def init(cls) -> "RunningMean":
+    return cls(jnp.zeros(()), jnp.full((), 1e-4))  # URLB's RMS starts at M=0, n=1e-4
+
+  def update(self, values: jax.Array) -> "RunningMean":
+    n = values.size
+    total = self.count + n
+    return RunningMean(self.mean + (jnp.mean(values) - self.mean) * n / total, total)
+
+
+def pairwise_distances(x: jax.Array) -> jax.Array:
+  """Euclidean distances [B, B] between rows of x [B, D], as ||x||^2 - 2 x x^T + ||x||^2 (one
+  matmul) floored at 0, with an exact 0 on the diagonal (the expansion leaves ~1e-3 after sqrt)."""
+  sq = jnp.sum(jnp.square(x), axis=-1)
+  d2 = sq[:, None] - 2.0 * (x @ x.T) + sq[None, :]
+  d2 = jnp.where(jnp.eye(x.shape[0], dtype=bool), 0.0, jnp.maximum(d2, 0.0))
+  return jnp.sqrt(d2)
+
+
+def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: float = 0.0,
+                    running_mean: RunningMean | None = None) -> jax.Array | tuple[jax.Array, RunningMean]:
+  """Intrinsic reward [B] for features [B, D] (treated as constants: no gradient flows).
+
+  1. distances to all points of the batch, the point itself included (distance 0);
+  2. the k smallest per row;
+  3. if `running_mean` is given: update it with the kept distances (the k-th only when
+     average=False), then divide them by it;
+  4. max(d - clip, 0);
+  5. mean over the k (average=True) or the k-th distance alone;
+  6. log(1 + .).
+  Returns the reward, or (reward, updated running mean) when `running_mean` is given.
+  """
+  if not 1 <= k <= features.shape[0]:
+    raise ValueError(f"k must be in [1, batch size {features.shape[0]}], got {k}")
+  dist = pairwise_distances(jax.lax.stop_gradient(features).astype(jnp.float32))
+  knn = -jax.lax.top_k(-dist, k)[0]  # [B, k], ascending
+  if not average:
+    knn = knn[:, -1:]
+  new_mean = None
+  if running_mean is not None:
+    new_mean = running_mean.update(knn)
+    knn = knn / new_mean.mean
+  reward = jnp.log1p(jnp.mean(jnp.maximum(knn - clip, 0.0), axis=-1))
+  return reward if running_mean is None else (reward, new_mean)

@@ -1,0 +1,90 @@
+"""NT-Xent and the APT particle reward against direct reference implementations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from palmup.apt import RunningMean, particle_reward
+from palmup.losses import ntxent
+
+
+def _ntxent_reference(a, b, t, valid):
+  x = np.concatenate([a, b]) / np.linalg.norm(np.concatenate([a, b]), axis=1, keepdims=True)
+  n, losses = len(a), []
+  for i in range(2 * n):
+    if not valid[i % n]:
+      continue
+    partner = (i + n) % (2 * n)
+    others = [j for j in range(2 * n) if j != i]
+    logits = np.array([x[i] @ x[j] / t for j in others])
+    losses.append(-(x[i] @ x[partner] / t - np.log(np.sum(np.exp(logits)))))
+  return np.mean(losses)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_ntxent_matches_reference_and_optax(t):
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
+  got = float(ntxent(a, b, t))
+  np.testing.assert_allclose(got, _ntxent_reference(a, b, t, [True] * 6), rtol=1e-5)
+  labels = jnp.concatenate([jnp.arange(6), jnp.arange(6)])
+  np.testing.assert_allclose(got, float(optax.ntxent(jnp.concatenate([a, b]), labels, t)), rtol=1e-5)
+
+
+def test_ntxent_valid_mask_drops_anchors_keeps_negatives():
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)
+  valid = np.array([True, False, True, True, False])
+  np.testing.assert_allclose(float(ntxent(a, b, 0.2, jnp.asarray(valid))), _ntxent_reference(a, b, 0.2, valid),
+                             rtol=1e-5)
+  np.testing.assert_allclose(float(ntxent(a, b, 0.2, jnp.ones(5, bool))), float(ntxent(a, b, 0.2)), rtol=1e-6)
+
+
+def test_ntxent_is_low_for_identical_pairs_and_high_for_random():
+  x = jax.random.normal(jax.random.PRNGKey(0), (64, 32))
+  y = jax.random.normal(jax.random.PRNGKey(1), (64, 32))
+  assert float(ntxent(x, x, 0.1)) < 0.1
+  assert float(ntxent(x, y, 0.1)) > np.log(127) - 1
+
+
+def _pbe_reference(f, k, average, clip, rms):
+  """URLB's utils.PBE, line by line in numpy. rms: [mean, count] (mutated) or None."""
+  d = np.linalg.norm(f[:, None] - f[None], axis=-1)
+  knn = np.sort(d, axis=1)[:, :k]
+  if not average:
+    knn = knn[:, -1:]
+  if rms is not None:
+    flat = knn.reshape(-1)
+    rms[0] = rms[0] + (flat.mean() - rms[0]) * len(flat) / (rms[1] + len(flat))
+    rms[1] += len(flat)
+    knn = knn / rms[0]
+  return np.log(1 + np.maximum(knn - clip, 0).mean(axis=1))
+
+
+@pytest.mark.parametrize("k,average,clip", [(1, True, 0.0), (3, True, 0.0), (4, False, 0.0), (3, True, 0.5)])
+def test_particle_reward_matches_urlb(k, average, clip):
+  f = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+  got = particle_reward(jnp.asarray(f), k, average=average, clip=clip)
+  np.testing.assert_allclose(got, _pbe_reference(f, k, average, clip, None), rtol=1e-4, atol=1e-5)
+  if k == 1:  # the point itself is its nearest neighbour
+    np.testing.assert_allclose(got, 0.0, atol=1e-3)
+
+
+def test_particle_reward_running_mean_over_batches():
+  rng = np.random.default_rng(0)
+  state, ref = RunningMean.init(), [0.0, 1e-4]
+  for _ in range(3):
+    f = rng.normal(size=(20, 4)).astype(np.float32) * rng.uniform(0.5, 3)
+    got, state = particle_reward(jnp.asarray(f), 12, clip=1e-4, running_mean=state)
+    np.testing.assert_allclose(got, _pbe_reference(f, 12, True, 1e-4, ref), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([float(state.mean), float(state.count)], ref, rtol=1e-5)
+
+
+def test_particle_reward_grows_with_spread_and_has_no_gradient():
+  f = jax.random.normal(jax.random.PRNGKey(0), (64, 8))
+  assert float(particle_reward(2 * f, 5).mean()) > float(particle_reward(f, 5).mean())
+  g = jax.grad(lambda f: particle_reward(f, 5).sum())(f)
+  np.testing.assert_array_equal(g, 0.0)
+  with pytest.raises(ValueError, match="k must be in \\[1, batch size 64\\], got 65"):
+    particle_reward(f, 65)
