@@ -39,7 +39,8 @@ class GANState:
 
 
 def validate(config):
-  cc.one_of(config, "data.name", list(data_lib.BUILTIN) + [config.data.name] * (config.data.data_dir is not None))
+  cc.require(config.data.name in data_lib.BUILTIN or config.data.data_dir is not None, "data.name",
+             config.data.name, f"a built-in dataset ({', '.join(data_lib.BUILTIN)}) or a tfds name with data.data_dir set")
   cc.one_of(config, "data.channels", [1, 3])
   cc.one_of(config, "model.resolution", [8, 16, 32, 64, 128, 256])
   cc.require(len(config.model.channels) == config.model.resolution.bit_length() - 2, "model.channels",
