@@ -39,8 +39,8 @@ def test_unknown_split_named():
     data.load("digits", "validation")
 
 
-def test_tfds_data_source_path_with_mock():
-  with tfds.testing.mock_data(num_examples=9):
+def test_tfds_data_source_path_with_mock(tmp_path):
+  with tfds.testing.mock_data(num_examples=9, data_dir=str(tmp_path)):
     ds = data.load("mnist", "train")
   assert ds.images.shape == (9, 28, 28, 1) and ds.images.dtype == np.uint8 and ds.num_classes == 10
 
