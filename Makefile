@@ -13,8 +13,14 @@ demo: install
 test: install
 	$(PY) -m pytest -q --durations=10
 
-test-slow: install
-	$(PY) -m pytest -q -m slow
+EYE_WHEEL := runs/wheels/omniart_eye_generator-0.1-py3-none-any.whl
+$(EYE_WHEEL):
+	$(VENV)/bin/pip download -q --no-deps omniart-eye-generator==0.1 -d runs/wheels
+
+# Slow tests: also installs torch (CPU, for the eye DCGAN check) into the venv.
+test-slow: install $(EYE_WHEEL)
+	$(VENV)/bin/pip install -q torch==2.13.0
+	PALMUP_EYE_WHEEL=$(EYE_WHEEL) $(PY) -m pytest -q -m slow
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
