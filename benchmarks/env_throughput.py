@@ -17,7 +17,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 from palmup import generators
 from palmup.env import EnvParams, LatentEnv

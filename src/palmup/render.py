@@ -18,22 +18,9 @@ import numpy as np
 
 from palmup import config_checks as cc
 from palmup import generators, viz, workdir as wd
-from palmup.env import EnvParams, LatentEnv
+from palmup.env import EnvParams, LatentEnv, params_from_config
 
 POLICIES = ("random", "constant", "zero")
-
-
-def env_params(config_env, key: str = "env") -> EnvParams:
-  """EnvParams from the config dict at `key`, rejecting unknown fields and out-of-range values."""
-  fields = set(EnvParams.__dataclass_fields__)
-  unknown = set(config_env) - fields
-  cc.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
-  for name in ("ema", "action_weight"):
-    value = config_env.get(name, 0.0)
-    cc.require(0.0 <= value <= 1.0, f"{key}.{name}", value, "in [0, 1]")
-  value = config_env.get("episode_length", 1)
-  cc.require(value >= 1, f"{key}.episode_length", value, ">= 1")
-  return EnvParams(**dict(config_env))
 
 
 def rollout(env: LatentEnv, params: EnvParams, classes: jax.Array, steps: int, policy: str,
@@ -70,7 +57,7 @@ def main(config, workdir):
   cc.one_of(config, "render.policy", POLICIES)
   cc.positive(config, "render.steps")
   cc.positive(config, "obs_size")
-  base = env_params(config.env)
+  base = params_from_config(config.env)
   gen, gen_params = generators.load(config.generator.path)
   classes = list(config.render.classes) or list(range(gen.num_classes))
   cc.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,

@@ -7,6 +7,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from palmup import config_checks as cc
 from palmup.data import transforms
 from palmup.generators import Generator
 
@@ -53,6 +54,19 @@ def latent_transition(z: jax.Array, action: jax.Array, noise: jax.Array, params:
   u = w * params.action_scale * jnp.clip(action, -1.0, 1.0) + (1.0 - w) * params.noise_scale * noise
   gain = jnp.where(params.variance_preserving, jnp.sqrt(1.0 - params.ema ** 2), 1.0 - params.ema)
   return params.ema * z + gain * u
+
+
+def params_from_config(config_env, key: str = "env") -> EnvParams:
+  """EnvParams from the config dict at `key`, rejecting unknown fields and out-of-range values."""
+  fields = set(EnvParams.__dataclass_fields__)
+  unknown = set(config_env) - fields
+  cc.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
+  for name in ("ema", "action_weight"):
+    value = config_env.get(name, 0.0)
+    cc.require(0.0 <= value <= 1.0, f"{key}.{name}", value, "in [0, 1]")
+  value = config_env.get("episode_length", 1)
+  cc.require(value >= 1, f"{key}.episode_length", value, ">= 1")
+  return EnvParams(**dict(config_env))
 
 
 class LatentEnv(flax.struct.PyTreeNode):

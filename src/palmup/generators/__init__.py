@@ -42,6 +42,17 @@ class Generator:
     return self.module.init(key, z, jnp.zeros((1,), jnp.int32))["params"]
 
 
+def class_grid(gen: Generator, params, num_per_class: int, seed: int = 0):
+  """uint8 grid image [H', W', 3]: one row per class, the same `num_per_class` latents in every row."""
+  import numpy as np
+  from palmup import viz
+  from palmup.data import transforms
+  z = jnp.tile(jax.random.normal(jax.random.PRNGKey(seed), (num_per_class, gen.latent_dim)), (gen.num_classes, 1))
+  y = jnp.repeat(jnp.arange(gen.num_classes), num_per_class)
+  images = np.asarray(transforms.to_uint8(jax.jit(gen.apply)(params, z, y)))
+  return viz.grid(images.reshape((gen.num_classes, num_per_class) + gen.image_shape))
+
+
 def _module(kind: str, kwargs: dict[str, Any]) -> nn.Module:
   if kind == "stylegan":
     from palmup.generators.stylegan import StyleGenerator

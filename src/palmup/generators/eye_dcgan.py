@@ -116,6 +116,5 @@ def import_main(config, workdir):
   gen = make_generator()
   params = jax.tree.map(jnp.asarray, params_from_state_dict(sd))
   generators.save(workdir / "generator", gen, params, {"imported_from": PACKAGE})
-  from palmup.generators.train import sample_grid
-  viz.save_png(workdir / "samples.png", sample_grid(gen, params, config.samples_per_class))
+  viz.save_png(workdir / "samples.png", generators.class_grid(gen, params, config.samples_per_class))
   print(f"wrote {workdir / 'generator'} and {workdir / 'samples.png'}")

@@ -12,7 +12,6 @@ quality.json (from the quality evaluator, when config.eval.enabled).
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import flax.struct
 import jax
@@ -131,15 +130,6 @@ def make_train_step(config, gen, disc, with_r1: bool):
   return step
 
 
-def sample_grid(gen, params, num_per_class: int, seed: int = 0) -> np.ndarray:
-  """uint8 grid image: one row per class, `num_per_class` fixed latents per row."""
-  z = jax.random.normal(jax.random.PRNGKey(seed), (num_per_class, gen.latent_dim))
-  z = jnp.tile(z, (gen.num_classes, 1))
-  y = jnp.repeat(jnp.arange(gen.num_classes), num_per_class)
-  imgs = transforms.to_uint8(jax.jit(gen.apply)(params, z, y))
-  return viz.grid(np.asarray(imgs).reshape((gen.num_classes, num_per_class) + gen.image_shape))
-
-
 def main(config, workdir):
   import orbax.checkpoint as ocp
   validate(config)
@@ -175,7 +165,7 @@ def main(config, workdir):
       writer.write(step, metrics)
       bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items() if k in ("d_loss", "g_loss")})
     if step % config.sample_every == 0 or step == config.train.steps:
-      viz.save_png(workdir / "samples" / f"step_{step:07d}.png", sample_grid(gen, state.g_ema, 8), scale=2)
+      viz.save_png(workdir / "samples" / f"step_{step:07d}.png", generators.class_grid(gen, state.g_ema, 8), scale=2)
     ckpt.save(step, args=ocp.args.StandardSave(state))
     bar.update(1)
   bar.close()
