@@ -1,0 +1,72 @@
+"""Replay of temporal pairs: consecutive items, boundary masks, pixels == decoded latents."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from palmup.env import EnvParams, LatentEnv
+from palmup.replay import PairReplay
+
+
+@pytest.fixture(scope="module")
+def env(tiny_gen):
+  return LatentEnv(*tiny_gen, obs_size=8)
+
+
+def _fill(replay, env, params, steps, key):
+  """Rolls out replay.num_envs envs with random actions, adding (o_t, a_t, first_t) each step."""
+  n = replay.num_envs
+  obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(key, n), params)
+  first = jnp.ones(n, bool)
+  buffer_state = replay.init()
+
+  @jax.jit
+  def step(carry, k):
+    buffer_state, obs, state, first = carry
+    ka, ks = jax.random.split(k)
+    action = jax.random.uniform(ka, (n, env.latent_dim), minval=-1)
+    buffer_state = replay.add(buffer_state, replay.item(obs, state, action, first))
+    obs, state, _, _, truncated, _ = jax.vmap(env.step, (0, 0, 0, None))(jax.random.split(ks, n), state, action, params)
+    return (buffer_state, obs, state, truncated), None
+
+  (buffer_state, *_), _ = jax.lax.scan(step, (buffer_state, obs, state, first), jax.random.split(key, steps))
+  return buffer_state
+
+
+def test_pairs_are_consecutive_and_masked_at_episode_boundaries(env):
+  """Actions encode (env, t); episodes last 3 steps, so every pair (t, t+1) with t+1 % 3 == 0
+  crosses a boundary and must be invalid, and no other."""
+  replay = PairReplay(env, num_envs=4, capacity=16, batch_size=256)
+  state = replay.init()
+  for t in range(10):
+    action = jnp.stack([jnp.full(env.latent_dim, 100 * e + t, jnp.float32) for e in range(4)])
+    first = jnp.full(4, t % 3 == 0)
+    state = replay.add(state, replay.item(jnp.zeros((4, 8, 8, 1), jnp.uint8), None, action, first))
+  pairs = replay.sample(state, jax.random.PRNGKey(0))
+  t0 = np.asarray(pairs.action[:, 0]) % 100
+  assert set(t0) <= set(range(9))  # the last item has no successor yet
+  np.testing.assert_array_equal(np.asarray(pairs.valid), (t0 + 1) % 3 != 0)
+  assert 0 < np.mean(pairs.valid) < 1
+
+
+def test_latent_storage_decodes_to_the_stored_pixels(env):
+  params = EnvParams(episode_length=4)
+  key = jax.random.PRNGKey(3)
+  out = {}
+  for storage in ("pixels", "latents"):
+    replay = PairReplay(env, num_envs=8, capacity=12, batch_size=32, storage=storage)
+    buffer_state = _fill(replay, env, params, 10, key)
+    assert bool(replay.can_sample(buffer_state))
+    out[storage] = (replay.sample(buffer_state, jax.random.PRNGKey(9)), replay.bytes_per_transition())
+  (pix, pix_bytes), (lat, lat_bytes) = out["pixels"], out["latents"]
+  for field in ("obs", "next_obs", "action", "valid"):
+    np.testing.assert_array_equal(getattr(pix, field), getattr(lat, field))
+  assert not np.all(np.asarray(pix.valid))  # 4-step episodes: some pairs cross a boundary
+  d = env.latent_dim
+  assert pix_bytes == 8 * 8 * 1 + 4 * d + 1
+  assert lat_bytes == 4 * d + 4 + 4 * d + 1
+
+
+def test_bad_storage_named(env):
+  with pytest.raises(ValueError, match="'jpeg'"):
+    PairReplay(env, 2, 4, 2, storage="jpeg")
