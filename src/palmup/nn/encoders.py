@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from palmup.nn.layers import Conv
 
@@ -31,18 +30,25 @@ class ConvEncoder(nn.Module):
     return nn.Dense(self.features)(x.mean(axis=(1, 2)))
 
 
+def _conv(x, width: int, kernel: int, stride: int, name: str):
+  return nn.Conv(width, (kernel, kernel), (stride, stride), padding=kernel // 2, use_bias=False, name=name)(x)
+
+
+def _residual(x, y, stride: int):
+  """relu(shortcut(x) + y): identity, or a normalised 1x1 projection when the shape changes."""
+  if x.shape[-1] != y.shape[-1] or stride != 1:
+    x = _norm(_conv(x, y.shape[-1], 1, stride, "proj"))
+  return nn.relu(x + y)
+
+
 class _Basic(nn.Module):
   width: int
   stride: int
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda w, k, s, name: nn.Conv(w, (k, k), (s, s), padding=k // 2, use_bias=False, name=name)
-    y = nn.relu(_norm(conv(self.width, 3, self.stride, "conv1")(x)))
-    y = _norm(conv(self.width, 3, 1, "conv2")(y), zero_init=True)
-    if x.shape[-1] != self.width or self.stride != 1:
-      x = _norm(conv(self.width, 1, self.stride, "proj")(x))
-    return nn.relu(x + y)
+    y = nn.relu(_norm(_conv(x, self.width, 3, self.stride, "conv1")))
+    return _residual(x, _norm(_conv(y, self.width, 3, 1, "conv2"), zero_init=True), self.stride)
 
 
 class _Bottleneck(nn.Module):
@@ -51,13 +57,9 @@ class _Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda w, k, s, name: nn.Conv(w, (k, k), (s, s), padding=k // 2, use_bias=False, name=name)
-    y = nn.relu(_norm(conv(self.width, 1, 1, "conv1")(x)))
-    y = nn.relu(_norm(conv(self.width, 3, self.stride, "conv2")(y)))
-    y = _norm(conv(4 * self.width, 1, 1, "conv3")(y), zero_init=True)
-    if x.shape[-1] != 4 * self.width or self.stride != 1:
-      x = _norm(conv(4 * self.width, 1, self.stride, "proj")(x))
-    return nn.relu(x + y)
+    y = nn.relu(_norm(_conv(x, self.width, 1, 1, "conv1")))
+    y = nn.relu(_norm(_conv(y, self.width, 3, self.stride, "conv2")))
+    return _residual(x, _norm(_conv(y, 4 * self.width, 1, 1, "conv3"), zero_init=True), self.stride)
 
 
 def _norm(x, zero_init: bool = False):
@@ -81,10 +83,10 @@ class ResNet(nn.Module):
                        f"got depth={self.depth}, stem={self.stem!r}")
     block, counts = RESNETS[self.depth]
     if self.stem == "imagenet":
-      x = nn.relu(_norm(nn.Conv(self.width, (7, 7), (2, 2), padding=3, use_bias=False, name="stem")(x)))
+      x = nn.relu(_norm(_conv(x, self.width, 7, 2, "stem")))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = nn.relu(_norm(nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="stem")(x)))
+      x = nn.relu(_norm(_conv(x, self.width, 3, 1, "stem")))
     for stage, n in enumerate(counts):
       for i in range(n):
         x = block(self.width * 2 ** stage, 2 if i == 0 and stage > 0 else 1)(x)
