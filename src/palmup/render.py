@@ -57,7 +57,7 @@ def main(config, workdir):
   cc.one_of(config, "render.policy", POLICIES)
   cc.positive(config, "render.steps")
   cc.positive(config, "obs_size")
-  base = params_from_config(config.env)
+  base = params_from_config(config)
   gen, gen_params = generators.load(config.generator.path)
   classes = list(config.render.classes) or list(range(gen.num_classes))
   cc.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,

@@ -56,17 +56,19 @@ def latent_transition(z: jax.Array, action: jax.Array, noise: jax.Array, params:
   return params.ema * z + gain * u
 
 
-def params_from_config(config_env, key: str = "env") -> EnvParams:
-  """EnvParams from the config dict at `key`, rejecting unknown fields and out-of-range values."""
+def params_from_config(config, key: str = "env") -> EnvParams:
+  """EnvParams from the dict at config[key]; unknown fields and out-of-range values are rejected
+  (fields left out take EnvParams' defaults)."""
   fields = set(EnvParams.__dataclass_fields__)
-  unknown = set(config_env) - fields
+  given = config[key]
+  unknown = set(given) - fields
   cc.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
   for name in ("ema", "action_weight"):
-    value = config_env.get(name, 0.0)
-    cc.require(0.0 <= value <= 1.0, f"{key}.{name}", value, "in [0, 1]")
-  value = config_env.get("episode_length", 1)
-  cc.require(value >= 1, f"{key}.episode_length", value, ">= 1")
-  return EnvParams(**dict(config_env))
+    if name in given:
+      cc.in_range(config, f"{key}.{name}", 0, 1)
+  if "episode_length" in given:
+    cc.positive(config, f"{key}.episode_length")
+  return EnvParams(**dict(given))
 
 
 class LatentEnv(flax.struct.PyTreeNode):
