@@ -2,7 +2,6 @@
 render, and the CLI's handling of bad config keys and values."""
 import json
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -11,23 +10,13 @@ import jax
 import numpy as np
 from PIL import Image
 
+from conftest import load_config
 from palmup import generators
 from palmup.evaluators import generator_quality
 from palmup.generators import train as train_lib
 from palmup import render as render_lib
 
 ROOT = Path(__file__).parents[1]
-
-
-def load_config(name, **overrides):
-  config = runpy.run_path(str(ROOT / "configs" / f"{name}.py"))["get_config"]()
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = config
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def tiny_gan_config(steps):

@@ -1,11 +1,11 @@
-"""Replay of temporal pairs: consecutive items, boundary masks, pixels == decoded latents."""
+"""Replay of short trajectories: consecutive items, boundary masks, pixels == decoded latents."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from palmup.env import EnvParams, LatentEnv
-from palmup.replay import PairReplay
+from palmup.replay import Replay, same_episode
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +33,34 @@ def _fill(replay, env, params, steps, key):
   return buffer_state
 
 
-def test_pairs_are_consecutive_and_masked_at_episode_boundaries(env):
-  """Actions encode (env, t); episodes last 3 steps, so every pair (t, t+1) with t+1 % 3 == 0
-  crosses a boundary and must be invalid, and no other."""
-  replay = PairReplay(env, num_envs=4, capacity=16, batch_size=256)
+@pytest.mark.parametrize("length", [2, 4])
+def test_sequences_are_consecutive_and_masked_at_episode_boundaries(env, length):
+  """Actions encode (env, t); episodes last 3 steps (item t is `first` iff t % 3 == 0), so frames
+  0 and j of a sequence starting at t share an episode iff no t+1..t+j is a multiple of 3."""
+  replay = Replay(env, num_envs=4, capacity=16, batch_size=256, sequence_length=length)
   state = replay.init()
   for t in range(10):
     action = jnp.stack([jnp.full(env.latent_dim, 100 * e + t, jnp.float32) for e in range(4)])
     first = jnp.full(4, t % 3 == 0)
-    state = replay.add(state, replay.item(jnp.zeros((4, 8, 8, 1), jnp.uint8), None, action, first))
-  pairs = replay.sample(state, jax.random.PRNGKey(0))
-  t0 = np.asarray(pairs.action[:, 0]) % 100
-  assert set(t0) <= set(range(9))  # the last item has no successor yet
-  np.testing.assert_array_equal(np.asarray(pairs.valid), (t0 + 1) % 3 != 0)
-  assert 0 < np.mean(pairs.valid) < 1
+    labels = jnp.arange(4, dtype=jnp.int32)
+    state = replay.add(state, replay.item(jnp.zeros((4, 8, 8, 1), jnp.uint8),
+                                          env_state_with(labels, env.latent_dim), action, first))
+  seq = replay.sample(state, jax.random.PRNGKey(0))
+  code = np.asarray(seq.action[:, :, 0])
+  t0 = code[:, 0] % 100
+  np.testing.assert_array_equal(code, code[:, :1] + np.arange(length))  # one env, consecutive steps
+  np.testing.assert_array_equal(np.asarray(seq.label), np.repeat(code[:, :1] // 100, length, 1))
+  assert set(t0) <= set(range(10 - length + 1))  # sequences end at the last written item
+  for j in range(1, length):
+    expected = np.array([all((t + i) % 3 for i in range(1, j + 1)) for t in t0])
+    np.testing.assert_array_equal(np.asarray(same_episode(seq.first, j)), expected)
+    assert not expected.all() and (expected.any() or j == 3)  # j = 3 always spans a reset
+
+
+def env_state_with(labels, d):
+  from palmup.env import EnvState
+  n = labels.shape[0]
+  return EnvState(jnp.zeros((n, d)), labels, jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32))
 
 
 def test_latent_storage_decodes_to_the_stored_pixels(env):
@@ -54,19 +68,19 @@ def test_latent_storage_decodes_to_the_stored_pixels(env):
   key = jax.random.PRNGKey(3)
   out = {}
   for storage in ("pixels", "latents"):
-    replay = PairReplay(env, num_envs=8, capacity=12, batch_size=32, storage=storage)
+    replay = Replay(env, num_envs=8, capacity=12, batch_size=32, sequence_length=3, storage=storage)
     buffer_state = _fill(replay, env, params, 10, key)
     assert bool(replay.can_sample(buffer_state))
     out[storage] = (replay.sample(buffer_state, jax.random.PRNGKey(9)), replay.bytes_per_transition())
   (pix, pix_bytes), (lat, lat_bytes) = out["pixels"], out["latents"]
-  for field in ("obs", "next_obs", "action", "valid"):
+  for field in ("obs", "action", "label", "first"):
     np.testing.assert_array_equal(getattr(pix, field), getattr(lat, field))
-  assert not np.all(np.asarray(pix.valid))  # 4-step episodes: some pairs cross a boundary
+  assert not np.all(np.asarray(same_episode(pix.first, 2)))  # 4-step episodes: some cross a reset
   d = env.latent_dim
-  assert pix_bytes == 8 * 8 * 1 + 4 * d + 1
+  assert pix_bytes == 8 * 8 * 1 + 4 + 4 * d + 1
   assert lat_bytes == 4 * d + 4 + 4 * d + 1
 
 
 def test_bad_storage_named(env):
   with pytest.raises(ValueError, match="'jpeg'"):
-    PairReplay(env, 2, 4, 2, storage="jpeg")
+    Replay(env, 2, 4, 2, storage="jpeg")

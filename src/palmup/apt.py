@@ -62,3 +62,16 @@ def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: 
     knn = knn / new_mean.mean
   reward = jnp.log1p(jnp.mean(jnp.maximum(knn - clip, 0.0), axis=-1))
   return reward if running_mean is None else (reward, new_mean)
+
+
+def knn_entropy(x: jax.Array, k: int = 3) -> jax.Array:
+  """Kozachenko-Leonenko entropy estimate (nats) of the distribution of the rows of x [N, D]:
+  psi(N) - psi(k) + log V_D + D * mean(log r_k), r_k the distance to the k-th other point and V_D
+  the unit ball's volume. A coverage statistic for logging (not a reward)."""
+  n, d = x.shape
+  if not 1 <= k < n:
+    raise ValueError(f"k must be in [1, {n - 1}] for {n} points, got {k}")
+  r = -jax.lax.top_k(-pairwise_distances(x.astype(jnp.float32)), k + 1)[0][:, -1]  # skip self
+  log_ball = 0.5 * d * jnp.log(jnp.pi) - jax.scipy.special.gammaln(0.5 * d + 1.0)
+  digamma = jax.scipy.special.digamma
+  return digamma(float(n)) - digamma(float(k)) + log_ball + d * jnp.mean(jnp.log(jnp.maximum(r, 1e-12)))

@@ -20,6 +20,7 @@ COMMANDS = {
     "import-generator": "palmup.generators.eye_dcgan:import_main",
     "eval-generator": "palmup.evaluators.generator_quality:main",
     "render": "palmup.render:main",
+    "pretrain": "palmup.pretrain:main",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",

@@ -15,21 +15,21 @@ def require(ok: bool, key: str, value: Any, valid: str):
 
 def one_of(config, key: str, choices: Iterable[Any]):
   choices = list(choices)
-  value = _get(config, key)
+  value = get(config, key)
   require(value in choices, key, value, "one of " + ", ".join(map(repr, choices)))
 
 
 def positive(config, key: str, allow_zero: bool = False):
-  value = _get(config, key)
+  value = get(config, key)
   require(value >= 0 if allow_zero else value > 0, key, value, ">= 0" if allow_zero else "> 0")
 
 
 def in_range(config, key: str, lo: float, hi: float):
-  value = _get(config, key)
+  value = get(config, key)
   require(lo <= value <= hi, key, value, f"in [{lo}, {hi}]")
 
 
-def _get(config, key: str):
+def get(config, key: str):
   for part in key.split("."):
     config = config[part]
   return config

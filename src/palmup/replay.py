@@ -1,14 +1,15 @@
-"""On-device replay of temporal pairs: a flashbax trajectory buffer over (env, time).
+"""On-device replay of short trajectories: a flashbax trajectory buffer over (env, time).
 
-Each env step adds one item per env: what was observed at t, the action taken from it, and
-`first` (true if the observation opens an episode, i.e. came from a reset). Sampling draws
-consecutive items (t, t+1) of one env; the pair is a valid positive iff item t+1 is not `first`
-(the learner must never contrast frames of two episodes).
+Each env step adds one item per env: what was observed at t, its class label, the action taken
+from it, and `first` (true if the observation opens an episode, i.e. came from a reset). Sampling
+draws `sequence_length` consecutive items of one env. Frames i and j > i of a sequence belong to
+the same episode iff none of items i+1..j is `first` (`same_episode`): the learner must never
+contrast frames of two episodes, and n-step returns must not run across a reset.
 
 storage = "pixels": items hold the uint8 observation.
-storage = "latents": items hold the latent z and class label; observations are decoded on sample.
+storage = "latents": items hold the latent z; observations are decoded on sample.
 The generator is frozen, so both give the same images (tested); latents cost far less memory
-(`bytes_per_transition`).
+(`bytes_per_transition`) and cost a decode of every sampled frame.
 """
 from __future__ import annotations
 
@@ -27,40 +28,48 @@ STORAGES = ("pixels", "latents")
 
 
 @flax.struct.dataclass
-class Pairs:
-  """A batch of temporal pairs: obs/next_obs uint8 [B, H, W, C], action [B, d] (taken at obs),
-  valid [B] bool (both frames in the same episode)."""
+class Sequences:
+  """A batch of B sequences of L consecutive steps of one env: obs uint8 [B, L, H, W, C],
+  action [B, L, d] (taken at obs), label int32 [B, L], first bool [B, L]."""
   obs: jax.Array
-  next_obs: jax.Array
   action: jax.Array
-  valid: jax.Array
+  label: jax.Array
+  first: jax.Array
+
+
+def same_episode(first: jax.Array, j: int) -> jax.Array:
+  """[B] bool: frames 0 and j of each sequence are in one episode (no reset among items 1..j)."""
+  return ~jnp.any(first[:, 1:j + 1], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class PairReplay:
+class Replay:
   """Pure functions over a flashbax buffer state; `capacity` is in steps per env."""
   env: LatentEnv
   num_envs: int
   capacity: int
   batch_size: int
+  sequence_length: int = 2
   storage: str = "pixels"
 
   def __post_init__(self):
     if self.storage not in STORAGES:
       raise ValueError(f"storage must be one of {STORAGES}, got {self.storage!r}")
-    if self.capacity < 2:
-      raise ValueError(f"capacity must be >= 2 steps per env, got {self.capacity}")
+    if self.capacity < self.sequence_length:
+      raise ValueError(f"capacity must be >= sequence_length={self.sequence_length} steps per env, "
+                       f"got {self.capacity}")
 
   @property
   def buffer(self):
     return fbx.make_trajectory_buffer(
-        add_batch_size=self.num_envs, sample_batch_size=self.batch_size, sample_sequence_length=2,
-        period=1, min_length_time_axis=2, max_length_time_axis=self.capacity)
+        add_batch_size=self.num_envs, sample_batch_size=self.batch_size,
+        sample_sequence_length=self.sequence_length, period=1,
+        min_length_time_axis=self.sequence_length, max_length_time_axis=self.capacity)
 
   def item(self, obs: jax.Array, state: EnvState, action: jax.Array, first: jax.Array) -> dict[str, Any]:
     """The stored record for a batch of envs (leading axis num_envs, or none for one env)."""
     if self.storage == "pixels":
-      return {"obs": obs, "action": action, "first": first}
+      return {"obs": obs, "label": state.label, "action": action, "first": first}
     return {"z": state.z, "label": state.label, "action": action, "first": first}
 
   def init(self):
@@ -78,14 +87,10 @@ class PairReplay:
   def can_sample(self, buffer_state) -> jax.Array:
     return self.buffer.can_sample(buffer_state)
 
-  def sample(self, buffer_state, key: jax.Array) -> Pairs:
-    seq = self.buffer.sample(buffer_state, key).experience  # leaves [B, 2, ...]
-    if self.storage == "pixels":
-      obs, next_obs = seq["obs"][:, 0], seq["obs"][:, 1]
-    else:
-      frames = self.env.decode(seq["z"], seq["label"])  # [B, 2, H, W, C]
-      obs, next_obs = frames[:, 0], frames[:, 1]
-    return Pairs(obs, next_obs, seq["action"][:, 0], ~seq["first"][:, 1])
+  def sample(self, buffer_state, key: jax.Array) -> Sequences:
+    seq = self.buffer.sample(buffer_state, key).experience  # leaves [B, L, ...]
+    obs = seq["obs"] if self.storage == "pixels" else self.env.decode(seq["z"], seq["label"])
+    return Sequences(obs, seq["action"], seq["label"], seq["first"])
 
   def bytes_per_transition(self) -> int:
     """Stored bytes per (env, step) item."""

@@ -101,3 +101,16 @@ class ProjectionHead(nn.Module):
   @nn.compact
   def __call__(self, h):
     return nn.Dense(self.out)(nn.relu(nn.Dense(self.hidden)(h)))
+
+
+ENCODERS = ("conv", "resnet18", "resnet34", "resnet50")
+
+
+def make_encoder(config) -> nn.Module:
+  """The encoder a config names: config.name in ENCODERS; conv: widths, features; resnets: stem,
+  width (base channels)."""
+  if config.name == "conv":
+    return ConvEncoder(tuple(config.widths), config.features)
+  if config.name.startswith("resnet") and config.name in ENCODERS:
+    return ResNet(int(config.name[len("resnet"):]), stem=config.stem, width=config.width)
+  raise ValueError(f"encoder.name must be one of {ENCODERS}, got {config.name!r}")

@@ -1,0 +1,177 @@
+"""The APT explorer: a DDPG actor-critic (URLB's, TD3's tricks optional) maximising the particle
+reward `palmup.apt.particle_reward` of encoder features, for latent-sized continuous actions.
+
+Inputs are encoder features the caller has already detached (the learner's encoder; RL gradients
+never reach it). Actor and critic each have URLB's trunk (Dense(feature_dim), LayerNorm, tanh)
+then an MLP; the critic has two Q heads and uses their minimum. The actor is tanh-bounded; its
+exploration noise N(0, std(step)^2) is clipped to +-std_clip (std linear from std_start to std_end
+over std_decay_steps).
+
+Rewards and n-step returns are computed at update time on a replayed sequence of n + 1 frames:
+r_i = particle_reward(features of frame i+1 over the batch), R = sum_{i<n} gamma^i r_i, target
+y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or the target actor
+(TD3). Episodes end by truncation only; a sequence that crosses a reset is masked out of the
+critic loss (its bootstrap frame would belong to another episode).
+TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from palmup import apt
+from palmup.replay import same_episode
+
+
+class _Trunk(nn.Module):
+  feature_dim: int
+
+  @nn.compact
+  def __call__(self, h):
+    return jnp.tanh(nn.LayerNorm()(nn.Dense(self.feature_dim)(h)))
+
+
+class Actor(nn.Module):
+  """features [B, D] -> deterministic action [B, action_dim] in (-1, 1)."""
+  action_dim: int
+  feature_dim: int = 50
+  hidden: int = 1024
+
+  @nn.compact
+  def __call__(self, h):
+    x = _Trunk(self.feature_dim)(h)
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    return jnp.tanh(nn.Dense(self.action_dim)(x))
+
+
+class Critic(nn.Module):
+  """(features [B, D], action [B, A]) -> (Q1 [B], Q2 [B])."""
+  feature_dim: int = 50
+  hidden: int = 1024
+
+  @nn.compact
+  def __call__(self, h, action):
+    x = jnp.concatenate([_Trunk(self.feature_dim)(h), action], axis=-1)
+
+    def q(name):
+      y = nn.relu(nn.Dense(self.hidden, name=f"{name}_0")(x))
+      y = nn.relu(nn.Dense(self.hidden, name=f"{name}_1")(y))
+      return nn.Dense(1, name=f"{name}_out")(y)[:, 0]
+
+    return q("q1"), q("q2")
+
+
+@flax.struct.dataclass
+class AgentState:
+  actor: dict
+  critic: dict
+  actor_target: dict
+  critic_target: dict
+  actor_opt: optax.OptState
+  critic_opt: optax.OptState
+  reward_mean: apt.RunningMean
+  updates: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPG:
+  """Pure init / act / update. config: the `agent` ConfigDict; apt_config: the `apt` one."""
+  config: object
+  apt_config: object
+  action_dim: int
+
+  @property
+  def actor(self) -> Actor:
+    return Actor(self.action_dim, self.config.feature_dim, self.config.hidden)
+
+  @property
+  def critic(self) -> Critic:
+    return Critic(self.config.feature_dim, self.config.hidden)
+
+  @property
+  def optimizer(self):
+    return optax.adam(self.config.lr)
+
+  def init(self, key, feature_size: int) -> AgentState:
+    ka, kc = jax.random.split(key)
+    h, a = jnp.zeros((1, feature_size)), jnp.zeros((1, self.action_dim))
+    actor, critic = self.actor.init(ka, h), self.critic.init(kc, h, a)
+    return AgentState(actor, critic, actor, critic, self.optimizer.init(actor),
+                      self.optimizer.init(critic), apt.RunningMean.init(), jnp.zeros((), jnp.int32))
+
+  def std(self, step) -> jax.Array:
+    c = self.config
+    frac = jnp.clip(step / max(c.std_decay_steps, 1), 0.0, 1.0)
+    return c.std_start + frac * (c.std_end - c.std_start)
+
+  def _noisy(self, key, mean, std):
+    noise = jnp.clip(std * jax.random.normal(key, mean.shape), -self.config.std_clip, self.config.std_clip)
+    return jnp.clip(mean + noise, -1.0, 1.0)
+
+  def act(self, state: AgentState, features, key, step) -> jax.Array:
+    """Exploration actions [B, action_dim] for features [B, D]."""
+    return self._noisy(key, self.actor.apply(state.actor, features), self.std(step))
+
+  def rewards(self, features, reward_mean: apt.RunningMean):
+    """features [B, n+1, D] -> APT rewards [B, n] for frames 1..n, and the updated running mean."""
+    c = self.apt_config
+    out = []
+    for i in range(1, features.shape[1]):
+      kwargs = dict(average=c.average, clip=c.clip)
+      if c.running_mean:
+        r, reward_mean = apt.particle_reward(features[:, i], c.k, running_mean=reward_mean, **kwargs)
+      else:
+        r = apt.particle_reward(features[:, i], c.k, **kwargs)
+      out.append(r)
+    return jnp.stack(out, axis=1), reward_mean
+
+  def update(self, state: AgentState, features, action, first, key, step):
+    """One actor-critic update from detached features [B, n+1, D] of replayed frames, the actions
+    [B, A] taken at frame 0, and first [B, n+1]."""
+    c = self.config
+    n = features.shape[1] - 1
+    k_next, k_pi = jax.random.split(key)
+    reward, reward_mean = self.rewards(features, state.reward_mean)
+    ret = jnp.sum(reward * c.discount ** jnp.arange(n), axis=1)
+    std = self.std(step)
+    h0, hn = features[:, 0], features[:, n]
+    next_actor = state.actor_target if c.td3 else state.actor
+    next_action = self._noisy(k_next, self.actor.apply(next_actor, hn), std)
+    q1_next, q2_next = self.critic.apply(state.critic_target, hn, next_action)
+    target = jax.lax.stop_gradient(ret + c.discount ** n * jnp.minimum(q1_next, q2_next))
+    valid = same_episode(first, n).astype(jnp.float32)
+
+    def critic_loss(params):
+      q1, q2 = self.critic.apply(params, h0, action)
+      err = jnp.square(q1 - target) + jnp.square(q2 - target)
+      return jnp.sum(valid * err) / jnp.maximum(jnp.sum(valid), 1.0), jnp.mean(q1)
+
+    (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
+    c_updates, critic_opt = self.optimizer.update(c_grads, state.critic_opt)
+    critic = optax.apply_updates(state.critic, c_updates)
+
+    def actor_loss(params):
+      q1, q2 = self.critic.apply(critic, h0, self._noisy(k_pi, self.actor.apply(params, h0), std))
+      return -jnp.mean(jnp.minimum(q1, q2))
+
+    a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor)
+    a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
+    actor = optax.apply_updates(state.actor, a_updates)
+    delay = c.policy_delay if c.td3 else 1
+    act_now = state.updates % delay == 0
+    pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(act_now, a, b), new, old)
+    actor, actor_opt = pick(actor, state.actor), pick(actor_opt, state.actor_opt)
+    soft = lambda target, online: optax.incremental_update(online, target, c.tau)
+    critic_target = pick(soft(state.critic_target, critic), state.critic_target)
+    actor_target = pick(soft(state.actor_target, actor), state.actor_target)
+    new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
+                     state.updates + 1)
+    metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "intrinsic_reward": jnp.mean(reward),
+               "exploration_std": std}
+    return new, metrics

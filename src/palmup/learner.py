@@ -1,0 +1,101 @@
+"""The representation learner: encoder + projection head trained with NT-Xent on pairs of views,
+plus an online linear probe on stop-gradient features (monitoring only: its gradient never reaches
+the encoder).
+
+Views (`contrastive_views`) come from replayed sequences o_0..o_{L-1}:
+  augment = "none": (o_0, o_offset), the paper's temporal pairs, no augmentation;
+  augment = "add":  (aug(o_0), aug(o_offset)), augmentation on top of temporal pairs;
+  augment = "only": (aug(o_0), aug'(o_0)), SimCLR's augmentation pairs, no temporal signal.
+Temporal pairs that cross an episode boundary are dropped as anchors (`valid`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from palmup.augment import augment
+from palmup.data import transforms
+from palmup.losses import ntxent
+from palmup.nn.encoders import ProjectionHead, make_encoder
+from palmup.replay import same_episode
+
+AUGMENT_MODES = ("none", "add", "only")
+
+
+class Representation(nn.Module):
+  """images [B, H, W, C] in [-1, 1] -> (features [B, D], projections [B, P], probe logits [B, K])."""
+  encoder: nn.Module
+  head: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = self.encoder(x)
+    return h, self.head(h), nn.Dense(self.num_classes, name="probe")(jax.lax.stop_gradient(h))
+
+
+@flax.struct.dataclass
+class LearnerState:
+  params: dict
+  opt_state: optax.OptState
+
+
+def contrastive_views(key, obs, first, offset: int, mode: str, crop_min: float, jitter: float):
+  """obs uint8 [B, L, H, W, C], first [B, L] -> (view_a, view_b) float [B, H, W, C], valid [B]."""
+  a = transforms.to_float(obs[:, 0])
+  if mode == "only":
+    ka, kb = jax.random.split(key)
+    return (augment(ka, a, crop_min, jitter), augment(kb, a, crop_min, jitter),
+            jnp.ones(a.shape[0], bool))
+  b = transforms.to_float(obs[:, offset])
+  if mode == "add":
+    ka, kb = jax.random.split(key)
+    a, b = augment(ka, a, crop_min, jitter), augment(kb, b, crop_min, jitter)
+  return a, b, same_episode(first, offset)
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+  """Pure init / features / update for the representation. config: the `learner` ConfigDict."""
+  config: object
+  num_classes: int
+
+  @property
+  def model(self) -> Representation:
+    c = self.config
+    return Representation(make_encoder(c.encoder), ProjectionHead(c.head_hidden, c.head_out),
+                          self.num_classes)
+
+  @property
+  def optimizer(self):
+    return optax.adamw(self.config.lr, weight_decay=self.config.weight_decay)
+
+  def init(self, key, obs_shape) -> LearnerState:
+    params = self.model.init(key, jnp.zeros((1,) + tuple(obs_shape)))
+    return LearnerState(params, self.optimizer.init(params))
+
+  def features(self, params, obs) -> jax.Array:
+    """uint8 obs [B, H, W, C] -> encoder features [B, D], detached (for the explorer and probes)."""
+    return jax.lax.stop_gradient(self.model.apply(params, transforms.to_float(obs))[0])
+
+  def update(self, state: LearnerState, view_a, view_b, labels, valid):
+    """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels."""
+    n = view_a.shape[0]
+
+    def loss_fn(params):
+      h, z, logits = self.model.apply(params, jnp.concatenate([view_a, view_b]))
+      contrastive = ntxent(z[:n], z[n:], self.config.temperature, valid)
+      probe = optax.softmax_cross_entropy_with_integer_labels(logits[:n], labels).mean()
+      accuracy = jnp.mean(jnp.argmax(logits[:n], -1) == labels)
+      return contrastive + probe, {"ntxent": contrastive, "probe_loss": probe, "probe_acc": accuracy,
+                                   "feature_std": jnp.mean(jnp.std(h[:n], axis=0))}
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    metrics["valid_pairs"] = jnp.mean(valid)
+    return LearnerState(optax.apply_updates(state.params, updates), opt_state), metrics

@@ -1,0 +1,340 @@
+"""Palm pretraining: play in a frozen generator's latent space, learn a representation, all on device.
+
+    palmup pretrain --config configs/pretrain_fashion_mnist.py --workdir runs/pretrain
+
+`make_pretrain(config, env, mesh)` returns pure `init(key)` and `chunk(state)`; `chunk` is one
+`lax.scan` over `train.chunk_steps` fused steps, jitted once with data-parallel shardings
+(palmup.sharding). One step:
+
+    act (APT actor on detached features | uniform random)  ->  env step (num_envs envs, vmapped)
+    ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
+    ->  learner update (NT-Xent on (o_0, o_offset), episode crossings masked)
+    ->  agent update (DDPG on APT rewards of the same sequences, features detached)
+
+explorer = "static" is the GenRep-style baseline on the same loop: no env and no replay; each step
+decodes B i.i.d. (z ~ N(0, noise_scale^2 I), y ~ U{classes}) and contrasts two augmentations.
+
+The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
+  config.json, metrics.jsonl, tensorboard/   what was run and what it measured (one row per chunk)
+  checkpoints/                                orbax, everything (networks, optimisers, replay, env
+                                              states, RNG, running statistics); resumed on restart
+  strips/chunk_*.png                          recent trajectories and sampled positive pairs
+  encoder/                                    the final encoder (palmup.pretrain.load_encoder)
+  probe.json                                  linear probe on real data vs a random encoder
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from palmup import apt, config_checks as cc, generators, sharding, viz, workdir as wd
+from palmup.data import transforms
+from palmup.env import EnvState, LatentEnv, params_from_config
+from palmup.explorer import DDPG, AgentState
+from palmup.learner import AUGMENT_MODES, Learner, LearnerState, contrastive_views
+from palmup.nn.encoders import ENCODERS
+from palmup.replay import STORAGES, Replay
+
+EXPLORERS = ("apt", "random", "static")
+
+
+@flax.struct.dataclass
+class PretrainState:
+  """Everything a run carries between steps (and checkpoints). env_state/obs/buffer are None for
+  the static baseline, agent is None unless explorer = "apt"."""
+  step: jax.Array
+  key: jax.Array
+  learner: LearnerState
+  agent: AgentState | None
+  env_state: EnvState | None
+  obs: jax.Array | None
+  buffer: object
+
+
+def validate(config):
+  """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid."""
+  cc.one_of(config, "explorer", EXPLORERS)
+  cc.one_of(config, "replay.storage", STORAGES)
+  cc.one_of(config, "learner.augment", AUGMENT_MODES)
+  cc.one_of(config, "learner.encoder.name", ENCODERS)
+  if config.explorer == "static":
+    cc.require(config.learner.augment == "only", "learner.augment", config.learner.augment,
+               "'only' when explorer='static' (i.i.d. samples have no temporal partner)")
+  for key in ("num_envs", "replay.batch_size", "replay.capacity", "learner.pair_offset", "agent.nstep",
+              "train.steps", "train.chunk_steps", "train.checkpoint_every", "apt.k", "learner.temperature",
+              "learner.lr", "agent.lr", "obs_size"):
+    cc.positive(config, key)
+  cc.in_range(config, "agent.discount", 0, 1)
+  cc.in_range(config, "agent.tau", 0, 1)
+  cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
+             f"<= replay.batch_size={config.replay.batch_size} (neighbours come from the batch)")
+  cc.require(config.log.entropy_k < config.num_envs, "log.entropy_k", config.log.entropy_k,
+             f"< num_envs={config.num_envs}")
+  length = sequence_length(config)
+  cc.require(config.replay.capacity >= length + 1, "replay.capacity", config.replay.capacity,
+             f">= {length + 1} (sequences of {length} frames plus the write head)")
+  cc.require(config.train.warmup_steps >= length, "train.warmup_steps", config.train.warmup_steps,
+             f">= the sequence length {length} (the buffer must hold a full sequence before sampling)")
+  n = jax.device_count()
+  for key in ("num_envs", "replay.batch_size"):
+    value = cc.get(config, key)
+    cc.require(value % n == 0, key, value, f"a multiple of the device count {n} (data parallelism)")
+  params_from_config(config)
+
+
+def sequence_length(config) -> int:
+  """Frames per replayed sequence: enough for the pair offset and the agent's n-step return."""
+  return max(config.learner.pair_offset, config.agent.nstep if config.explorer == "apt" else 1) + 1
+
+
+def build(config, env: LatentEnv):
+  """(learner, agent or None, replay or None) for a validated config."""
+  learner = Learner(config.learner, env.num_classes)
+  agent = DDPG(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
+  replay = None
+  if config.explorer != "static":
+    replay = Replay(env, config.num_envs, config.replay.capacity, config.replay.batch_size,
+                    sequence_length(config), config.replay.storage)
+  return learner, agent, replay
+
+
+def make_pretrain(config, env: LatentEnv, mesh=None):
+  """-> (init(key) -> PretrainState, chunk(state) -> (state, metrics, strips)), both pure.
+
+  metrics: scalars averaged over the chunk's steps. strips: {"trajectory": uint8 [T, S, H, W, C]
+  (the first S envs at every step), "pairs": uint8 [2, P, H, W, C] (the last step's positive pairs)}.
+  """
+  mesh = mesh or sharding.make_mesh()
+  env_params = params_from_config(config)
+  learner, agent, replay = build(config, env)
+  num_envs, batch = config.num_envs, config.replay.batch_size
+  lc = config.learner
+  show_envs = min(config.log.strip_envs, num_envs)
+  show_pairs = min(config.log.strip_pairs, batch)
+
+  vstep = jax.vmap(env.step, (0, 0, 0, None))
+  vreset = jax.vmap(env.reset, (0, None))
+
+  def random_actions(key):
+    return jax.random.uniform(key, (num_envs, env.latent_dim), minval=-1.0, maxval=1.0)
+
+  def env_stats(z, labels):
+    return {"latent_norm": jnp.mean(jnp.linalg.norm(z, axis=-1)),
+            "knn_entropy": apt.knn_entropy(z, config.log.entropy_k),
+            "class_coverage": jnp.mean(jnp.zeros(env.num_classes).at[labels].set(1.0))}
+
+  def play(state: PretrainState, action, key):
+    """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
+    first = state.env_state.t == 0
+    buffer = replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first))
+    obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
+    return env_state, obs, buffer
+
+  def init(key) -> PretrainState:
+    k_learn, k_agent, k_reset, k_warm, key = jax.random.split(key, 5)
+    learner_state = learner.init(k_learn, env.observation_shape)
+    agent_state = None
+    if agent is not None:
+      feature_size = jax.eval_shape(learner.features, learner_state.params,
+                                    jnp.zeros((1,) + env.observation_shape, jnp.uint8)).shape[-1]
+      agent_state = agent.init(k_agent, feature_size)
+    state = PretrainState(jnp.zeros((), jnp.int32), key, learner_state, agent_state, None, None, None)
+    if replay is None:
+      return state
+    obs, env_state = vreset(jax.random.split(k_reset, num_envs), env_params)
+    state = state.replace(env_state=env_state, obs=obs, buffer=replay.init())
+
+    def warm(state, k):  # uniform random actions until the buffer can be sampled
+      ka, ks = jax.random.split(k)
+      env_state, obs, buffer = play(state, random_actions(ka), ks)
+      return state.replace(env_state=env_state, obs=obs, buffer=buffer), None
+
+    state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, config.train.warmup_steps))
+    return state
+
+  def static_step(state: PretrainState, key):
+    kz, ky, kv = jax.random.split(key, 3)
+    z = env_params.noise_scale * jax.random.normal(kz, (batch, env.latent_dim))
+    labels = jax.random.randint(ky, (batch,), 0, env.num_classes)
+    obs = sharding.shard_batch(env.decode(z, labels), mesh)[:, None]
+    a, b, valid = contrastive_views(kv, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
+    learner_state, metrics = learner.update(state.learner, a, b, labels, valid)
+    metrics.update(env_stats(z, labels))
+    strips = {"trajectory": obs[:show_envs, 0], "pairs": _pair_strip(a, b)}
+    return state.replace(learner=learner_state), metrics, strips
+
+  def _pair_strip(a, b):
+    return transforms.to_uint8(jnp.stack([a[:show_pairs], b[:show_pairs]]))
+
+  def play_step(state: PretrainState, key):
+    k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
+    if agent is None:
+      action = random_actions(k_act)
+    else:
+      action = agent.act(state.agent, learner.features(state.learner.params, state.obs), k_act, state.step)
+    metrics = env_stats(state.env_state.z, state.env_state.label)
+    trajectory = state.obs[:show_envs]
+    env_state, obs, buffer = play(state, action, k_env)
+    seq = sharding.shard_batch(replay.sample(buffer, k_sample), mesh)
+    a, b, valid = contrastive_views(k_views, seq.obs, seq.first, lc.pair_offset, lc.augment,
+                                    lc.crop_min, lc.jitter)
+    learner_state, learner_metrics = learner.update(state.learner, a, b, seq.label[:, 0], valid)
+    metrics.update(learner_metrics)
+    agent_state = state.agent
+    if agent is not None:
+      n = config.agent.nstep + 1
+      frames = seq.obs[:, :n]
+      features = learner.features(state.learner.params, frames.reshape((-1,) + frames.shape[2:]))
+      agent_state, agent_metrics = agent.update(state.agent, features.reshape(batch, n, -1),
+                                                seq.action[:, 0], seq.first[:, :n], k_agent, state.step)
+      metrics.update(agent_metrics)
+    state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
+                          buffer=buffer)
+    return state, metrics, {"trajectory": trajectory, "pairs": _pair_strip(a, b)}
+
+  one_step = static_step if replay is None else play_step
+
+  def scan_step(state, _):
+    key, k = jax.random.split(state.key)
+    state, metrics, strips = one_step(state.replace(key=key), k)
+    return state.replace(step=state.step + 1), (metrics, strips)
+
+  def chunk(state: PretrainState):
+    state, (metrics, strips) = jax.lax.scan(scan_step, state, None, length=config.train.chunk_steps)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
+
+  return init, chunk
+
+
+def jit_pretrain(config, env: LatentEnv, mesh):
+  """Jitted (init, chunk) with data-parallel shardings; chunk donates its input state."""
+  init, chunk = make_pretrain(config, env, mesh)
+  shardings = sharding.state_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)), mesh)
+  rep = sharding.replicated(mesh)
+  return (jax.jit(init, out_shardings=shardings),
+          jax.jit(chunk, in_shardings=(shardings,), out_shardings=(shardings, rep, rep), donate_argnums=0),
+          shardings)
+
+
+# ---------------------------------------------------------------------------------------- host
+
+
+class _StopRequested:
+  """Set by SIGTERM / SIGINT: the loop checkpoints after the current chunk and exits."""
+
+  def __init__(self):
+    self.signal = None
+
+  def __call__(self, signum, frame):
+    self.signal = signal.Signals(signum).name
+
+
+def restore_latest(manager, abstract_state):
+  """Restores the newest checkpoint that loads; corrupt or partial ones are skipped with a warning.
+  -> (state or None, step or None)."""
+  import orbax.checkpoint as ocp
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+    except Exception as e:  # noqa: BLE001 (orbax raises many types for damaged files)
+      warnings.warn(f"checkpoint {step} in {manager.directory} is unreadable and is skipped: "
+                    f"{type(e).__name__}: {str(e)[:200]}")
+  return None, None
+
+
+def _check_finite(metrics, chunk_index, last_saved):
+  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+  if bad:
+    raise FloatingPointError(
+        f"non-finite {', '.join(bad)} in chunk {chunk_index}: stopping; the last good checkpoint "
+        f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
+
+
+def _save_strips(path: Path, strips, scale: int):
+  traj = np.asarray(strips["trajectory"])[-16:]  # [T, S, H, W, C]
+  viz.save_png(path.with_name(path.stem + "_trajectories.png"), viz.grid(np.swapaxes(traj, 0, 1)), scale)
+  viz.save_png(path.with_name(path.stem + "_pairs.png"), viz.grid(np.asarray(strips["pairs"])), scale)
+
+
+def main(config, workdir):
+  import orbax.checkpoint as ocp
+  validate(config)
+  sharding.maybe_initialize_distributed()
+  workdir = wd.prepare(workdir, config)
+  mesh = sharding.make_mesh()
+  gen, gen_params = generators.load(config.generator)
+  env = LatentEnv(gen, gen_params, obs_size=config.obs_size)
+  init, chunk, shardings = jit_pretrain(config, env, mesh)
+  tc = config.train
+  num_chunks = tc.steps // tc.chunk_steps
+  manager = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(
+      max_to_keep=tc.keep_checkpoints, create=True))
+  abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                          jax.eval_shape(init, jax.random.PRNGKey(0)), shardings)
+  state, done = restore_latest(manager, abstract)
+  done = done or 0
+  if state is None:
+    state = init(jax.random.PRNGKey(config.seed))
+  stop = _StopRequested()
+  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+  writer = wd.MetricWriter(workdir) if jax.process_index() == 0 else None
+  frames_per_chunk = tc.chunk_steps * (config.num_envs if config.explorer != "static" else config.replay.batch_size)
+  bar = wd.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame")
+  try:
+    for index in range(done + 1, num_chunks + 1):
+      start = time.perf_counter()
+      state, metrics, strips = chunk(state)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      seconds = time.perf_counter() - start
+      _check_finite(metrics, index, done)
+      metrics.update(frames_per_second=frames_per_chunk / seconds, chunk_seconds=seconds)
+      if writer is not None:
+        writer.write(index * tc.chunk_steps, metrics)
+        if index % config.log.strip_every == 0 or index == num_chunks:
+          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", jax.device_get(strips), config.log.scale)
+      bar.update(frames_per_chunk)
+      bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
+      if index % tc.checkpoint_every == 0 or index == num_chunks or stop.signal:
+        manager.save(index, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+        done = index
+      if stop.signal:
+        print(f"palmup pretrain: {stop.signal} received; checkpointed chunk {index} of {num_chunks}, "
+              f"rerun the same command to resume")
+        return
+  finally:
+    bar.close()
+    manager.close()
+    if writer is not None:
+      writer.close()
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  learner = Learner(config.learner, env.num_classes)
+  if jax.process_index() == 0:
+    save_encoder(workdir / "encoder", config, state.learner.params)
+    if config.eval.enabled:
+      from palmup.evaluators import linear_probe
+      result = linear_probe.compare_with_random(config, learner, state.learner.params, env.observation_shape)
+      (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+      print(linear_probe.summary(result))
+
+
+def save_encoder(path: Path, config, params):
+  """Writes the learner's config and parameters (orbax) for evaluation."""
+  import orbax.checkpoint as ocp
+  path = Path(path).absolute()
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "learner.json").write_text(json.dumps({"learner": config.learner.to_dict(),
+                                                 "obs_size": config.obs_size}, indent=2) + "\n")
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(path / "params", jax.device_get(params), force=True)

@@ -1,0 +1,145 @@
+"""The APT explorer (DDPG/TD3 on particle rewards), the learner's views and probe, the coverage
+statistic, and the linear-probe evaluator against scikit-learn."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from palmup import apt
+from palmup.explorer import DDPG
+from palmup.learner import Learner, contrastive_views
+
+AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
+             std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2)
+
+
+def _agent(running_mean=False, **overrides):
+  cfg = ml_collections.ConfigDict({**AGENT, **overrides})
+  return DDPG(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0)), 3)
+
+
+def _batch(key, b=32, n=3, d=6):
+  kf, ka = jax.random.split(key)
+  return (jax.random.normal(kf, (b, n + 1, d)), jax.random.uniform(ka, (b, 3), minval=-1, maxval=1),
+          jnp.zeros((b, n + 1), bool))
+
+
+def test_rewards_are_particle_rewards_of_frames_1_to_n():
+  features, _, _ = _batch(jax.random.PRNGKey(0))
+  agent = _agent(running_mean=True)
+  rewards, mean = agent.rewards(features, apt.RunningMean.init())
+  expected, m = [], apt.RunningMean.init()
+  for i in (1, 2, 3):
+    r, m = apt.particle_reward(features[:, i], 4, running_mean=m, clip=0.0)
+    expected.append(r)
+  np.testing.assert_allclose(rewards, jnp.stack(expected, 1), rtol=1e-6)
+  np.testing.assert_allclose(mean.mean, m.mean, rtol=1e-6)
+  assert rewards.shape == (32, 3)
+
+
+def test_exploration_std_follows_its_linear_schedule():
+  agent = _agent()
+  np.testing.assert_allclose([agent.std(s) for s in (0, 50, 100, 1000)], [0.5, 0.3, 0.1, 0.1], rtol=1e-6)
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  a = agent.act(state, jnp.zeros((1000, 6)), jax.random.PRNGKey(1), 0)
+  mean = agent.actor.apply(state.actor, jnp.zeros((1, 6)))
+  assert float(jnp.max(jnp.abs(a - mean))) <= 0.3 + 1e-6 and float(jnp.max(jnp.abs(a))) <= 1.0
+
+
+def test_critic_ignores_sequences_that_cross_a_reset():
+  """The stored action enters only Q(f_0, a_0) of its own sequence: changing the actions of masked
+  sequences changes neither the critic loss nor the critic update; changing a valid one does."""
+  agent = _agent()
+  features, action, first = _batch(jax.random.PRNGKey(1))
+  first = first.at[:8, 2].set(True)  # sequences 0..7 cross a reset before frame n
+  state = agent.init(jax.random.PRNGKey(2), 6)
+  update = lambda a: agent.update(state, features, a, first, jax.random.PRNGKey(3), 0)
+  (s1, m1), (s2, m2) = update(action), update(action.at[:8].set(-action[:8]))
+  assert float(m1["critic_loss"]) == float(m2["critic_loss"])
+  for x, y in zip(jax.tree.leaves(s1.critic), jax.tree.leaves(s2.critic)):
+    np.testing.assert_array_equal(x, y)
+  s3, m3 = update(action.at[8:].set(-action[8:]))
+  assert float(m3["critic_loss"]) != float(m1["critic_loss"])
+
+
+def test_critic_fits_its_targets_on_a_fixed_batch():
+  agent = _agent()
+  features, action, first = _batch(jax.random.PRNGKey(4))
+  state = agent.init(jax.random.PRNGKey(5), 6)
+  update = jax.jit(agent.update)
+  losses = []
+  for i in range(150):
+    state, m = update(state, features, action, first, jax.random.PRNGKey(i), 0)
+    losses.append(float(m["critic_loss"]))
+  assert losses[-1] < 0.2 * losses[0], losses[::30]
+
+
+def test_td3_delays_actor_and_target_updates():
+  agent = _agent(td3=True)
+  features, action, first = _batch(jax.random.PRNGKey(6))
+  s0 = agent.init(jax.random.PRNGKey(7), 6)
+  s1, _ = agent.update(s0, features, action, first, jax.random.PRNGKey(8), 0)
+  s2, _ = agent.update(s1, features, action, first, jax.random.PRNGKey(9), 0)
+  changed = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert changed(s0.actor, s1.actor) and not changed(s1.actor, s2.actor)  # update 2 skips the actor
+  assert changed(s1.critic, s2.critic) and not changed(s1.actor_target, s2.actor_target)
+
+
+def _learner():
+  cfg = ml_collections.ConfigDict(dict(
+      encoder=dict(name="conv", widths=(8, 16), features=16, stem="cifar", width=8), head_hidden=16,
+      head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none"))
+  return Learner(cfg, num_classes=3)
+
+
+def test_probe_gradient_never_reaches_the_encoder():
+  learner = _learner()
+  state = learner.init(jax.random.PRNGKey(0), (8, 8, 1))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1), minval=-1)
+  y = jnp.array([0, 1, 2, 0])
+
+  def probe_loss(params):
+    logits = learner.model.apply(params, x)[2]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), y])
+
+  grads = jax.grad(probe_loss)(state.params)["params"]
+  assert all(float(jnp.abs(g).max()) == 0 for k, v in grads.items() if k != "probe" for g in jax.tree.leaves(v))
+  assert float(jnp.abs(grads["probe"]["kernel"]).max()) > 0
+
+
+def test_views_temporal_pairs_and_augmentation_modes():
+  obs = jax.random.randint(jax.random.PRNGKey(0), (6, 3, 8, 8, 1), 0, 256).astype(jnp.uint8)
+  first = jnp.zeros((6, 3), bool).at[0, 2].set(True).at[1, 1].set(True)
+  a, b, valid = contrastive_views(jax.random.PRNGKey(1), obs, first, 2, "none", 0.3, 0.4)
+  np.testing.assert_allclose(a, obs[:, 0] / 127.5 - 1, atol=1e-6)
+  np.testing.assert_allclose(b, obs[:, 2] / 127.5 - 1, atol=1e-6)
+  np.testing.assert_array_equal(valid, [False, False, True, True, True, True])
+  a, b, valid = contrastive_views(jax.random.PRNGKey(1), obs, first, 1, "only", 0.3, 0.4)
+  assert bool(valid.all()) and not np.allclose(a, b)
+  a2, b2, valid = contrastive_views(jax.random.PRNGKey(1), obs, first, 1, "add", 0.3, 0.4)
+  np.testing.assert_array_equal(valid, [True, False, True, True, True, True])
+  assert not np.allclose(a2, obs[:, 0] / 127.5 - 1)
+
+
+@pytest.mark.parametrize("d", [1, 4])
+def test_knn_entropy_matches_a_gaussians_entropy(d):
+  x = jax.random.normal(jax.random.PRNGKey(0), (4096, d))
+  assert abs(float(apt.knn_entropy(x, 3)) - 0.5 * d * np.log(2 * np.pi * np.e)) < 0.1
+  assert float(apt.knn_entropy(2 * x, 3)) > float(apt.knn_entropy(x, 3)) + d * np.log(2) - 0.1
+
+
+def test_linear_probe_agrees_with_scikit_learn_on_digits_pixels():
+  from sklearn.linear_model import LogisticRegression
+
+  from palmup.data import datasets
+  from palmup.evaluators import linear_probe
+  train, test = datasets.load("digits", "train"), datasets.load("digits", "test")
+  flat = lambda ds: ds.images.reshape(len(ds), -1).astype(np.float32) / 255.0
+  ours = linear_probe.probe(flat(train), train.labels, flat(test), test.labels, 10, steps=300)
+  mean, std = flat(train).mean(0), flat(train).std(0) + 1e-6
+  sk = LogisticRegression(C=1.0 / (2 * ours["l2"] * len(train)), max_iter=5000)
+  sk.fit((flat(train) - mean) / std, train.labels)
+  sk_acc = sk.score((flat(test) - mean) / std, test.labels)
+  assert ours["test_accuracy"] > 0.9
+  assert abs(ours["test_accuracy"] - sk_acc) <= 0.01, (ours, sk_acc)

@@ -1,0 +1,194 @@
+"""The fused pretraining loop on tiny sizes: every explorer runs and learns, checkpoints resume
+exactly, corrupt checkpoints are skipped, NaN and SIGTERM stop cleanly, bad configs are named."""
+import signal
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import load_config
+from palmup import generators, pretrain, sharding, workdir as wd
+from palmup.config_checks import ConfigError
+from palmup.env import LatentEnv
+
+TINY = {
+    "obs_size": 8, "num_envs": 8, "env.episode_length": 5,
+    "replay.capacity": 16, "replay.batch_size": 16,
+    "learner.encoder.widths": (8, 16), "learner.encoder.features": 16, "learner.head_hidden": 16,
+    "learner.head_out": 8, "agent.hidden": 16, "agent.feature_dim": 8, "apt.k": 4,
+    "train.steps": 6, "train.chunk_steps": 3, "train.warmup_steps": 4, "train.checkpoint_every": 1,
+    "log.strip_every": 1, "eval.enabled": False,
+}
+
+
+def tiny_config(gen_dir=None, **overrides):
+  config = load_config("pretrain_fashion_mnist", **{**TINY, **overrides})
+  if gen_dir is not None:
+    config.generator = str(gen_dir)
+  return config
+
+
+@pytest.fixture(scope="module")
+def gen_dir(tiny_gen, tmp_path_factory):
+  path = tmp_path_factory.mktemp("gen")
+  generators.save(path, *tiny_gen)
+  return path
+
+
+@pytest.fixture(scope="module")
+def env(tiny_gen):
+  return LatentEnv(*tiny_gen, obs_size=8)
+
+
+def _run_chunks(config, env, chunks):
+  pretrain.validate(config)
+  init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
+  state = init(jax.random.PRNGKey(config.seed))
+  start = jax.device_get(state)  # chunk donates its input
+  rows = []
+  for _ in range(chunks):
+    state, metrics, strips = chunk(state)
+    rows.append({k: float(v) for k, v in metrics.items()})
+  return start, state, rows, strips
+
+
+def _changed(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("explorer,augment", [("apt", "none"), ("random", "add"), ("static", "only")])
+def test_every_explorer_runs_and_updates(env, explorer, augment):
+  config = tiny_config(explorer=explorer, **{"learner.augment": augment})
+  start, state, rows, strips = _run_chunks(config, env, 2)
+  assert all(np.isfinite(v) for row in rows for v in row.values())
+  assert int(state.step) == 6
+  assert _changed(start.learner.params, state.learner.params)
+  assert strips["trajectory"].shape == (3, 4, 8, 8, 1) and strips["pairs"].shape == (2, 8, 8, 8, 1)
+  if explorer == "apt":
+    assert _changed(start.agent.actor, state.agent.actor) and rows[-1]["intrinsic_reward"] > 0
+    assert {"critic_loss", "actor_loss", "q", "exploration_std"} <= set(rows[-1])
+  else:
+    assert state.agent is None
+  for key in ("ntxent", "probe_acc", "knn_entropy", "class_coverage", "latent_norm"):
+    assert key in rows[-1]
+
+
+def test_pairs_crossing_an_episode_boundary_are_masked_in_the_loop(env):
+  """Episodes of 3 steps: a third of consecutive pairs cross a reset, with offset 2 two thirds."""
+  for offset, expected in ((1, 2 / 3), (2, 1 / 3)):
+    config = tiny_config(explorer="random", **{"env.episode_length": 3, "learner.pair_offset": offset,
+                                               "replay.batch_size": 64, "train.chunk_steps": 8})
+    _, _, rows, _ = _run_chunks(config, env, 1)
+    assert abs(rows[0]["valid_pairs"] - expected) < 0.12, (offset, rows[0]["valid_pairs"])
+
+
+def test_ntxent_falls_when_training_on_temporal_pairs(env):
+  config = tiny_config(explorer="random", **{"train.chunk_steps": 10, "learner.lr": 3e-3})
+  _, _, rows, _ = _run_chunks(config, env, 3)
+  assert rows[-1]["ntxent"] < rows[0]["ntxent"] - 0.1, [r["ntxent"] for r in rows]
+
+
+def _final_params(workdir):
+  manager = ocp.CheckpointManager(Path(workdir) / "checkpoints")
+  step = manager.latest_step()
+  restored = manager.restore(step)
+  manager.close()
+  return step, restored
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "straight")
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path / "stopped")
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "stopped")
+  (s1, a), (s2, b) = _final_params(tmp_path / "straight"), _final_params(tmp_path / "stopped")
+  assert s1 == s2 == 3
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 20  # learner, agent, replay, env state, RNG, running mean
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+  steps = [row["step"] for row in wd.read_metrics(tmp_path / "stopped")]
+  assert steps == [3, 6, 9]  # chunk 1 from the first run, 2 and 3 after resuming
+  assert (tmp_path / "stopped" / "encoder" / "learner.json").exists()
+  assert list((tmp_path / "stopped" / "strips").glob("*_pairs.png"))
+
+
+def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(gen_dir, tmp_path):
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 6}), tmp_path)
+  latest = tmp_path / "checkpoints" / "2"
+  for f in latest.rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+      f.write_bytes(b"\0" * 7)
+  with pytest.warns(UserWarning, match="checkpoint 2 .* unreadable"):
+    pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path)
+  steps = [row["step"] for row in wd.read_metrics(tmp_path)]
+  assert steps == [3, 6, 6, 9]  # chunk 2 redone from checkpoint 1
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(gen_dir, tmp_path):
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
+  with pytest.raises(FloatingPointError, match=r"non-finite .*ntxent.* in chunk 2: stopping; the last good checkpoint \(chunk 1\) is kept"):
+    pretrain.main(tiny_config(gen_dir, **{"train.steps": 9, "learner.lr": 1e30}), tmp_path)
+  manager = ocp.CheckpointManager(tmp_path / "checkpoints")
+  assert manager.all_steps() == [1]
+
+
+def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_path, monkeypatch):
+  write = wd.MetricWriter.write
+
+  def write_then_sigterm(self, step, metrics):
+    write(self, step, metrics)
+    if step == 3:
+      signal.raise_signal(signal.SIGTERM)
+
+  monkeypatch.setattr(wd.MetricWriter, "write", write_then_sigterm)
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
+  assert ocp.CheckpointManager(tmp_path / "checkpoints").all_steps() == [1]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+  monkeypatch.setattr(wd.MetricWriter, "write", write)
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
+  assert [row["step"] for row in wd.read_metrics(tmp_path)] == [3, 6, 9, 12]
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"explorer": "ddpg"}, r"config.explorer='ddpg' is invalid; valid: one of 'apt', 'random', 'static'"),
+    ({"explorer": "static"}, r"config.learner.augment='none' is invalid; valid: 'only' when"),
+    ({"apt.k": 99}, r"config.apt.k=99 is invalid; valid: <= replay.batch_size=16"),
+    ({"replay.storage": "jpeg"}, r"config.replay.storage='jpeg'"),
+    ({"learner.encoder.name": "vit"}, r"config.learner.encoder.name='vit'"),
+    ({"train.warmup_steps": 1}, r"config.train.warmup_steps=1 is invalid; valid: >= the sequence length 4"),
+])
+def test_bad_config_is_named(override, match):
+  with pytest.raises(ConfigError, match=match):
+    pretrain.validate(tiny_config(**override))
+
+
+def test_latent_storage_gives_the_same_run_as_pixel_storage(env):
+  """Same frames either way; decoding a different batch shape may move a pixel by one grey level,
+  so the runs agree to float tolerance rather than bit for bit."""
+  rows = {}
+  for storage in ("pixels", "latents"):
+    _, state, r, _ = _run_chunks(tiny_config(**{"replay.storage": storage}), env, 1)
+    rows[storage] = (r[0], jax.device_get(state.learner.params))
+  for key, value in rows["pixels"][0].items():
+    np.testing.assert_allclose(rows["latents"][0][key], value, rtol=3e-3, atol=1e-5, err_msg=key)
+  for x, y in zip(jax.tree.leaves(rows["pixels"][1]), jax.tree.leaves(rows["latents"][1])):
+    np.testing.assert_allclose(x, y, rtol=1e-2, atol=1e-4)
+
+
+def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
+  """configs/pretrain_accelerator.py unchanged except its sizes: ResNet-50 (imagenet stem), latent
+  replay, full-size DDPG; lowered and compiled on CPU."""
+  config = load_config("pretrain_accelerator", **{
+      "num_envs": 8, "replay.batch_size": 16, "replay.capacity": 8, "learner.encoder.width": 4,
+      "learner.head_hidden": 16, "agent.hidden": 16, "train.chunk_steps": 2, "apt.k": 4})
+  assert (config.learner.encoder.name, config.replay.storage, config.obs_size) == ("resnet50", "latents", 64)
+  pretrain.validate(config)
+  big_env = LatentEnv(env.generator, env.generator_params, obs_size=config.obs_size)
+  init, chunk, _ = pretrain.jit_pretrain(config, big_env, sharding.make_mesh())
+  state = jax.eval_shape(init, jax.random.PRNGKey(0))
+  compiled = chunk.lower(state).compile()
+  assert compiled.cost_analysis()["flops"] > 0

@@ -1,0 +1,29 @@
+"""Data parallelism: the same global batch and seed give the same run on 1 and 8 devices."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def _run(devices, out):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONPATH=str(HERE))
+  subprocess.run([sys.executable, str(HERE / "sharded_run.py"), str(out)], env=env, check=True,
+                 timeout=600, cwd=HERE.parent)
+  return dict(np.load(out))
+
+
+def test_one_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
+  one, eight = _run(1, tmp_path / "one.npz"), _run(8, tmp_path / "eight.npz")
+  assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
+  assert int(eight["env_shards"]) == 8  # env states really are split over the mesh
+  assert one.keys() == eight.keys()
+  for key in sorted(one):
+    if key.startswith("m"):
+      np.testing.assert_allclose(eight[key], one[key], rtol=2e-3, atol=1e-5, err_msg=key)
+    elif key.startswith("p"):
+      np.testing.assert_allclose(eight[key], one[key], rtol=2e-3, atol=2e-5, err_msg=key)
