@@ -1,11 +1,14 @@
-# The README's two commands: `make demo` (the main job on the built-in default) and `make test`.
+# The README's two commands: `make pretrain` (the main job on the built-in default) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: install demo test test-slow bench
+.PHONY: install pretrain demo test test-slow bench
 install:
 	./scripts/install.sh
+
+pretrain: install
+	$(VENV)/bin/palmup pretrain --config configs/pretrain_fashion_mnist.py --workdir runs/pretrain
 
 demo: install
 	$(VENV)/bin/palmup render --config configs/render_fashion_mnist.py --workdir runs/demo
@@ -24,3 +27,4 @@ test-slow: install $(EYE_WHEEL)
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/pretrain_loop.py

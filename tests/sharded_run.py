@@ -6,7 +6,6 @@ import jax
 import numpy as np
 
 from conftest import tiny_generator
-from palmup import pretrain, sharding
 from palmup.env import LatentEnv
 from test_pretrain import _run_chunks, tiny_config
 

@@ -1,11 +1,9 @@
 """The fused pretraining loop on tiny sizes: every explorer runs and learns, checkpoints resume
 exactly, corrupt checkpoints are skipped, NaN and SIGTERM stop cleanly, bad configs are named."""
 import signal
-import warnings
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -128,7 +126,8 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(gen_dir, tmp_path):
   assert steps == [3, 6, 6, 9]  # chunk 2 redone from checkpoint 1
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(gen_dir, tmp_path):
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(gen_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(pretrain, "_RESUMABLE_CHANGES", pretrain._RESUMABLE_CHANGES + ("learner.lr",))
   pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
   with pytest.raises(FloatingPointError, match=r"non-finite .*ntxent.* in chunk 2: stopping; the last good checkpoint \(chunk 1\) is kept"):
     pretrain.main(tiny_config(gen_dir, **{"train.steps": 9, "learner.lr": 1e30}), tmp_path)
@@ -192,3 +191,9 @@ def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
   state = jax.eval_shape(init, jax.random.PRNGKey(0))
   compiled = chunk.lower(state).compile()
   assert compiled.cost_analysis()["flops"] > 0
+
+
+def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
+  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
+  with pytest.raises(ConfigError, match=r"different config \(learner.lr changed\).*Use a new --workdir"):
+    pretrain.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)

@@ -260,16 +260,42 @@ def _check_finite(metrics, chunk_index, last_saved):
         f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
 
 
-def _save_strips(path: Path, strips, scale: int):
+def _save_strips(path: Path, strips, scale: int, writer, step: int):
+  """PNGs (and TensorBoard images) of recent trajectories (rows: envs, columns: the last 16 steps)
+  and of the last step's sampled pairs (rows: view a, view b)."""
   traj = np.asarray(strips["trajectory"])[-16:]  # [T, S, H, W, C]
-  viz.save_png(path.with_name(path.stem + "_trajectories.png"), viz.grid(np.swapaxes(traj, 0, 1)), scale)
-  viz.save_png(path.with_name(path.stem + "_pairs.png"), viz.grid(np.asarray(strips["pairs"])), scale)
+  for name, image in (("trajectories", viz.grid(np.swapaxes(traj, 0, 1))),
+                      ("pairs", viz.grid(np.asarray(strips["pairs"])))):
+    viz.save_png(path.with_name(f"{path.stem}_{name}.png"), image, scale)
+    writer.write_image(step, name, image)
+
+
+# Keys a resumed run may change: how long it runs and what it logs, not what it computes.
+_RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "log.", "eval.")
+
+
+def check_resumable(workdir: Path, config):
+  """Refuses to resume a workdir whose checkpoints were written under a different computation."""
+  old_path = Path(workdir) / "config.json"
+  if not (Path(workdir) / "checkpoints").exists() or not old_path.exists():
+    return
+  flat = lambda d, prefix="": {k2: v2 for k, v in d.items() for k2, v2 in (
+      flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+  old, new = flat(json.loads(old_path.read_text())), flat(json.loads(config.to_json_best_effort()))
+  may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES)
+  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
+  if changed:
+    raise cc.ConfigError(
+        f"{workdir} holds checkpoints of a run with a different config ({', '.join(changed[:5])}"
+        f"{' ...' if len(changed) > 5 else ''} changed); only {', '.join(_RESUMABLE_CHANGES)} may change "
+        f"on resume. Use a new --workdir.")
 
 
 def main(config, workdir):
   import orbax.checkpoint as ocp
   validate(config)
   sharding.maybe_initialize_distributed()
+  check_resumable(Path(workdir).expanduser().absolute(), config)
   workdir = wd.prepare(workdir, config)
   mesh = sharding.make_mesh()
   gen, gen_params = generators.load(config.generator)
@@ -301,7 +327,8 @@ def main(config, workdir):
       if writer is not None:
         writer.write(index * tc.chunk_steps, metrics)
         if index % config.log.strip_every == 0 or index == num_chunks:
-          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", jax.device_get(strips), config.log.scale)
+          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", jax.device_get(strips), config.log.scale,
+                       writer, index * tc.chunk_steps)
       bar.update(frames_per_chunk)
       bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
       if index % tc.checkpoint_every == 0 or index == num_chunks or stop.signal:

@@ -43,6 +43,12 @@ class MetricWriter:
           self._tb.add_scalar(k, v, int(step))
       self._tb.flush()
 
+  def write_image(self, step: int, tag: str, image: np.ndarray):
+    """Adds a uint8 [H, W, 3] image to TensorBoard (pictures also go to PNG files by their caller)."""
+    if self._tb is not None:
+      self._tb.add_image(tag, np.asarray(image), int(step), dataformats="HWC")
+      self._tb.flush()
+
   def close(self):
     if self._tb is not None:
       self._tb.close()
