@@ -143,3 +143,15 @@ def test_linear_probe_agrees_with_scikit_learn_on_digits_pixels():
   sk_acc = sk.score((flat(test) - mean) / std, test.labels)
   assert ours["test_accuracy"] > 0.9
   assert abs(ours["test_accuracy"] - sk_acc) <= 0.01, (ours, sk_acc)
+
+
+def test_compare_with_random_reports_pretrained_and_random_floors():
+  from palmup.evaluators import linear_probe
+  config = ml_collections.ConfigDict({"eval": dict(dataset="digits", train_examples=400, l2_grid=(1e-3,),
+                                                   steps=50, seed=0, random_seeds=2)})
+  learner = _learner()
+  params = learner.init(jax.random.PRNGKey(0), (8, 8, 1)).params
+  result = linear_probe.compare_with_random(config, learner, params, (8, 8, 1))
+  assert len(result["random_init"]) == 2 and 0.3 < result["random_init_mean"] <= 1.0
+  assert 0.3 < result["pretrained"]["test_accuracy"] <= 1.0  # random-ish features still beat chance (0.1)
+  assert "random encoder" in linear_probe.summary(result) and "(2 inits)" in linear_probe.summary(result)

@@ -14,7 +14,7 @@ from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
 
 TINY = {
-    "obs_size": 8, "num_envs": 8, "env.episode_length": 5,
+    "obs_size": 8, "num_envs": 8, "env.episode_length": 5, "learner.pair_offset": 1,
     "replay.capacity": 16, "replay.batch_size": 16,
     "learner.encoder.widths": (8, 16), "learner.encoder.features": 16, "learner.head_hidden": 16,
     "learner.head_out": 8, "agent.hidden": 16, "agent.feature_dim": 8, "apt.k": 4,
@@ -110,7 +110,10 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
     np.testing.assert_array_equal(x, y)
   steps = [row["step"] for row in wd.read_metrics(tmp_path / "stopped")]
   assert steps == [3, 6, 9]  # chunk 1 from the first run, 2 and 3 after resuming
-  assert (tmp_path / "stopped" / "encoder" / "learner.json").exists()
+  learner, params, obs_shape = pretrain.load_encoder(tmp_path / "stopped" / "encoder")
+  assert obs_shape == (8, 8, 1)
+  for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(b["learner"]["params"])):
+    np.testing.assert_array_equal(x, y)
   assert list((tmp_path / "stopped" / "strips").glob("*_pairs.png"))
 
 

@@ -348,7 +348,7 @@ def main(config, workdir):
       signal.signal(s, handler)
   learner = Learner(config.learner, env.num_classes)
   if jax.process_index() == 0:
-    save_encoder(workdir / "encoder", config, state.learner.params)
+    save_encoder(workdir / "encoder", config, learner, state.learner.params, env.observation_shape)
     if config.eval.enabled:
       from palmup.evaluators import linear_probe
       result = linear_probe.compare_with_random(config, learner, state.learner.params, env.observation_shape)
@@ -356,12 +356,25 @@ def main(config, workdir):
       print(linear_probe.summary(result))
 
 
-def save_encoder(path: Path, config, params):
-  """Writes the learner's config and parameters (orbax) for evaluation."""
+def save_encoder(path: Path, config, learner: Learner, params, obs_shape):
+  """Writes the learner's config, input shape and parameters (orbax) for evaluation."""
   import orbax.checkpoint as ocp
   path = Path(path).absolute()
   path.mkdir(parents=True, exist_ok=True)
-  (path / "learner.json").write_text(json.dumps({"learner": config.learner.to_dict(),
-                                                 "obs_size": config.obs_size}, indent=2) + "\n")
+  spec = {"learner": config.learner.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
+  (path / "learner.json").write_text(json.dumps(spec, indent=2) + "\n")
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(path / "params", jax.device_get(params), force=True)
+
+
+def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
+  """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
+  import ml_collections
+  import orbax.checkpoint as ocp
+  path = Path(path).expanduser().absolute()
+  spec = json.loads((path / "learner.json").read_text())
+  learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
+  obs_shape = tuple(spec["obs_shape"])
+  abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))
+  with ocp.StandardCheckpointer() as ckpt:
+    return learner, ckpt.restore(path / "params", abstract), obs_shape
