@@ -161,6 +161,9 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
     state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, config.train.warmup_steps))
     return state
 
+  def pair_strip(a, b):
+    return transforms.to_uint8(jnp.stack([a[:show_pairs], b[:show_pairs]]))
+
   def static_step(state: PretrainState, key):
     kz, ky, kv = jax.random.split(key, 3)
     z = env_params.noise_scale * jax.random.normal(kz, (batch, env.latent_dim))
@@ -169,11 +172,8 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
     a, b, valid = contrastive_views(kv, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
     learner_state, metrics = learner.update(state.learner, a, b, labels, valid)
     metrics.update(env_stats(z, labels))
-    strips = {"trajectory": obs[:show_envs, 0], "pairs": _pair_strip(a, b)}
+    strips = {"trajectory": obs[:show_envs, 0], "pairs": pair_strip(a, b)}
     return state.replace(learner=learner_state), metrics, strips
-
-  def _pair_strip(a, b):
-    return transforms.to_uint8(jnp.stack([a[:show_pairs], b[:show_pairs]]))
 
   def play_step(state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
@@ -199,7 +199,7 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
       metrics.update(agent_metrics)
     state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
                           buffer=buffer)
-    return state, metrics, {"trajectory": trajectory, "pairs": _pair_strip(a, b)}
+    return state, metrics, {"trajectory": trajectory, "pairs": pair_strip(a, b)}
 
   one_step = static_step if replay is None else play_step
 
