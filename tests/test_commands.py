@@ -52,6 +52,7 @@ def test_generator_quality_separates_untrained_from_real(tmp_path):
   assert q["classifier_test_accuracy"] > 0.8  # the judge works on real 8x8 digits
   assert q["conditional_accuracy"] < 0.4  # a 1-step generator does not draw its classes
   assert q["frechet_distance"] > 3 * q["frechet_distance_real_train_vs_test"]
+  assert q["train_generated_test_real_accuracy"] < 0.4  # its samples teach nothing about real digits
 
 
 def test_frechet_distance_of_known_gaussians():

@@ -8,6 +8,9 @@
    generated samples and of the real test split (an FID computed in this classifier's feature
    space, so comparable only with numbers from the same classifier recipe). As a floor, the same
    distance between an equal number of real *training* images and the test split.
+4. Train on generated, test on real: the same classifier recipe trained on the generated samples
+   alone, scored on the real test split. It bounds what a model that only sees the generator's
+   images can transfer to real data (compare with the reference of 1).
 
 `palmup eval-generator --config configs/eval_generator_fashion_mnist.py --workdir DIR` writes
 quality.json into DIR.
@@ -96,12 +99,18 @@ def evaluate(gen_path: str, dataset: str, num_samples: int, classifier_steps: in
   fake = np.concatenate([np.asarray(generate(z[i:i + batch_size], labels[i:i + batch_size]))
                          for i in range(0, num_samples, batch_size)])
   fake_pred, fake_feat = run(fake)
+  generated = data_lib.ArrayDataset("generated", "train", fake, labels.astype(np.int32), gen.num_classes)
+  g_model, g_params = train_classifier(generated, size, channels, classifier_steps, batch_size, seed + 2)
+  classify_g = jax.jit(lambda x: g_model.apply({"params": g_params}, transforms.prepare(x, size, channels))[0])
+  g_pred = np.concatenate([np.asarray(classify_g(test.images[i:i + batch_size])).argmax(-1)
+                           for i in range(0, len(test), batch_size)])
   subset = np.random.default_rng(seed).choice(len(train), min(num_samples, len(train)), replace=False)
   _, train_feat = run(train.images[subset])
   return {
       "generator": gen_path, "dataset": dataset, "num_samples": num_samples,
       "classifier_test_accuracy": float(np.mean(test_pred == test.labels)),
       "conditional_accuracy": float(np.mean(fake_pred == labels)),
+      "train_generated_test_real_accuracy": float(np.mean(g_pred == test.labels)),
       "frechet_distance": frechet_distance(fake_feat, test_feat),
       "frechet_distance_real_train_vs_test": frechet_distance(train_feat, test_feat),
   }
