@@ -7,22 +7,20 @@ compiles it at a tiny scale). num_envs and replay.batch_size must be multiples o
 count. The replay stores latents: 2048 envs x 512 steps of 64x64x3 pixels would take 13.3 GB,
 the latents (100-d z, action, label, flag) take 0.84 GB; sampled frames are decoded on device.
 URLB's full-size DDPG (hidden 1024) and SimCLR's LARS-free Adam setting with temperature 0.1.
+Everything else (generator, 64x64 observations, variance-preserving EMA, no end-of-run probe) is
+configs/pretrain_eye.py's.
 """
 import runpy
 from pathlib import Path
 
 
 def get_config():
-  c = runpy.run_path(str(Path(__file__).with_name("pretrain_fashion_mnist.py")))["get_config"]()
-  c.generator = "runs/eye/generator"
-  c.obs_size = 64
+  c = runpy.run_path(str(Path(__file__).with_name("pretrain_eye.py")))["get_config"]()
   c.num_envs = 2048
-  c.env.variance_preserving = True
   c.replay.update(storage="latents", capacity=512, batch_size=1024)
   c.learner.encoder.update(name="resnet50", stem="imagenet", width=64)
   c.learner.update(head_hidden=2048, head_out=128, lr=3e-4)
   c.agent.update(hidden=1024)
   c.train.update(steps=200_000, chunk_steps=100, warmup_steps=8, checkpoint_every=10, keep_checkpoints=3)
   c.log.strip_every = 20
-  c.eval.enabled = False
   return c
