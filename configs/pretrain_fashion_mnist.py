@@ -11,6 +11,8 @@ Baselines on the same loop: --config.explorer=random, or --config.explorer=stati
 """
 import ml_collections
 
+from palmup.evaluate import probe_config
+
 
 def get_config():
   c = ml_collections.ConfigDict()
@@ -34,7 +36,7 @@ def get_config():
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4)
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2)
   c.log = dict(entropy_k=3, strip_every=4, strip_envs=4, strip_pairs=8, scale=2)
-  # End-of-run linear probe on real data, against the same encoder at random_seeds random inits.
-  c.eval = dict(enabled=True, dataset="fashion_mnist", train_examples=10000, l2_grid=(1e-4, 1e-3, 1e-2),
-                steps=200, seed=0, random_seeds=3)
+  # End-of-run probes on real data (logistic, ridge, few-shot), against the same encoder at
+  # eval.random_seeds random inits.
+  c.eval = probe_config(enabled=True, dataset="fashion_mnist")  # see palmup.evaluate.probe_config
   return c

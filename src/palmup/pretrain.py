@@ -20,7 +20,7 @@ The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
                                               states, RNG, running statistics); resumed on restart
   strips/chunk_*.png                          recent trajectories and sampled positive pairs
   encoder/                                    the final encoder (palmup.pretrain.load_encoder)
-  probe.json                                  linear probe on real data vs a random encoder
+  probe.json                                  probes on real data vs random encoders (palmup.evaluate)
 """
 from __future__ import annotations
 
@@ -89,6 +89,9 @@ def validate(config):
     value = cc.get(config, key)
     cc.require(value % n == 0, key, value, f"a multiple of the device count {n} (data parallelism)")
   params_from_config(config)
+  if config.eval.enabled:
+    from palmup.evaluate import validate_probe
+    validate_probe(config, "eval")
 
 
 def sequence_length(config) -> int:
@@ -350,10 +353,11 @@ def main(config, workdir):
   if jax.process_index() == 0:
     save_encoder(workdir / "encoder", config, learner, state.learner.params, env.observation_shape)
     if config.eval.enabled:
-      from palmup.evaluators import linear_probe
-      result = linear_probe.compare_with_random(config, learner, state.learner.params, env.observation_shape)
+      from palmup import evaluate
+      result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, state.learner.params,
+                                            env.observation_shape)
       (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
-      print(linear_probe.summary(result))
+      print(evaluate.summary(result))
 
 
 def save_encoder(path: Path, config, learner: Learner, params, obs_shape):

@@ -1,0 +1,195 @@
+"""`palmup evaluate`: transfer of frozen encoders to real labelled datasets, against random encoders.
+
+    palmup evaluate --config configs/evaluate.py --workdir runs/evaluate --config.encoders=runs/pretrain
+
+For every dataset in config.datasets (built-in: fashion_mnist, mnist5k, digits; or any tfds dataset
+prepared in config.data_dir) and every encoder in config.encoders (pretrain workdirs or their
+`encoder/` directories, comma-separated), plus the same architecture at config.probe.random_seeds
+random initialisations (the floor):
+  logistic  linear probe, L2 picked on 10% held out (palmup.evaluators.linear_probe)
+  ridge     closed-form ridge probe, the cross-check
+  k-shot    ridge on k labelled images per class, mean over seeds (palmup.evaluators.few_shot)
+  fine-tune encoder unfrozen plus a linear head, when config.fine_tune.enabled
+Images are resized to each encoder's input shape. Workdir: evaluate.json (every number, per seed),
+results.md (the table, mean +- std over random inits and few-shot seeds).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from palmup import config_checks as cc, workdir as wd
+from palmup.data import datasets
+from palmup.evaluators import few_shot, fine_tune, linear_probe
+
+
+def probe_config(**overrides) -> ml_collections.ConfigDict:
+  """The probe settings every evaluation shares (pretrain's end-of-run probe and `palmup evaluate`)."""
+  c = ml_collections.ConfigDict(dict(
+      train_examples=10000,  # training images the probes see (0 = the whole split)
+      seed=0, random_seeds=3,
+      logistic=dict(l2_grid=(1e-4, 1e-3, 1e-2), steps=200),
+      ridge=dict(l2_grid=(1.0, 10.0, 100.0, 1000.0, 10000.0)),
+      few_shot=dict(shots=(1, 5, 10, 25), seeds=5, l2=1.0)))
+  c.update(overrides)
+  return c
+
+
+def validate_probe(config, prefix: str):
+  for key in ("train_examples", "random_seeds"):
+    cc.positive(config, f"{prefix}.{key}", allow_zero=True)
+  for key in ("logistic.steps", "few_shot.seeds", "few_shot.l2"):
+    cc.positive(config, f"{prefix}.{key}")
+  for key in ("logistic.l2_grid", "ridge.l2_grid", "few_shot.shots"):
+    values = cc.get(config, f"{prefix}.{key}")
+    cc.require(len(values) > 0 and all(v > 0 for v in values), f"{prefix}.{key}", values, "a non-empty list of values > 0")
+
+
+def evaluate_encoder(features_fn, params, obs_shape, dataset: str, cfg, data_dir=None) -> dict:
+  """Every probe of cfg on `dataset` (train subsampled to cfg.train_examples if > 0): the logistic
+  probe's fields, plus "ridge" (the ridge probe) and "few_shot" ({k: mean/std/per_seed})."""
+  train, test = (datasets.load(dataset, s, data_dir) for s in ("train", "test"))
+  idx = _train_subset(len(train), cfg)
+  train_x = linear_probe.extract_features(features_fn, params, train.images[idx], obs_shape)
+  test_x = linear_probe.extract_features(features_fn, params, test.images, obs_shape)
+  train_y, k = train.labels[idx], train.num_classes
+  result = linear_probe.probe(train_x, train_y, test_x, test.labels, k, tuple(cfg.logistic.l2_grid),
+                              cfg.logistic.steps, seed=cfg.seed)
+  result["ridge"] = linear_probe.probe(train_x, train_y, test_x, test.labels, k, tuple(cfg.ridge.l2_grid),
+                                       seed=cfg.seed, method="ridge")
+  result["few_shot"] = few_shot.few_shot(train_x, train_y, test_x, test.labels, k, tuple(cfg.few_shot.shots),
+                                         cfg.few_shot.seeds, cfg.few_shot.l2)
+  return result
+
+
+def _train_subset(n: int, cfg) -> np.ndarray:
+  if 0 < cfg.train_examples < n:
+    return np.random.default_rng(cfg.seed).choice(n, cfg.train_examples, replace=False)
+  return np.arange(n)
+
+
+def random_params(learner, obs_shape, seed: int):
+  """The learner's parameters at random initialisation `seed` (the floors use seeds 1000, 1001, ...)."""
+  return learner.init(jax.random.PRNGKey(seed), obs_shape).params
+
+
+def compare_with_random(cfg, dataset: str, learner, params, obs_shape, data_dir=None,
+                        random_seeds: int | None = None) -> dict:
+  """The probes on a trained learner's encoder and on the same encoder at `random_seeds` (default
+  cfg.random_seeds) random initialisations, seeds 1000, 1001, ... (the floor varies by about a point)."""
+  n = cfg.random_seeds if random_seeds is None else random_seeds
+  floors = [evaluate_encoder(learner.features, random_params(learner, obs_shape, 1000 + s), obs_shape, dataset,
+                             cfg, data_dir) for s in range(n)]
+  accs = [f["test_accuracy"] for f in floors]
+  return {"dataset": dataset, "train_examples": cfg.train_examples,
+          "pretrained": evaluate_encoder(learner.features, params, obs_shape, dataset, cfg, data_dir),
+          "random_init": floors, "random_init_mean": float(np.mean(accs)) if accs else None,
+          "random_init_std": float(np.std(accs)) if accs else None}
+
+
+def summary(result: dict) -> str:
+  """One line of compare_with_random's result: pretrained vs random init, logistic and few-shot."""
+  n, pre, floors = len(result["random_init"]), result["pretrained"], result["random_init"]
+  line = f"linear probe on {result['dataset']} (top-1, test split): pretrained {100 * pre['test_accuracy']:.1f}%"
+  if n:
+    line += (f" vs random encoder {100 * result['random_init_mean']:.1f} +- "
+             f"{100 * result['random_init_std']:.1f}% ({n} inits)")
+  for k, shot in pre["few_shot"].items():
+    line += f"; {k}-shot {100 * shot['mean']:.1f}%"
+    if n:
+      line += f" vs {100 * np.mean([f['few_shot'][k]['mean'] for f in floors]):.1f}%"
+  return line
+
+
+# ---------------------------------------------------------------------------------------- command
+
+
+def encoder_dir(path: str) -> Path:
+  """A pretrain workdir or its encoder/ directory -> the directory holding learner.json."""
+  path = Path(path).expanduser()
+  for candidate in (path, path / "encoder"):
+    if (candidate / "learner.json").exists():
+      return candidate
+  raise cc.ConfigError(f"config.encoders: {str(path)!r} is neither a palmup encoder directory nor a pretrain "
+                       "workdir holding encoder/ (both have learner.json, written by `palmup pretrain`)")
+
+
+def validate(config):
+  cc.require(bool(config.encoders.strip()), "encoders", config.encoders,
+             "comma-separated pretrain workdirs or encoder directories")
+  names = [d.strip() for d in config.datasets.split(",") if d.strip()]
+  cc.require(bool(names), "datasets", config.datasets, f"comma-separated names: built-in {', '.join(datasets.BUILTIN)} "
+             "or tfds datasets prepared in config.data_dir")
+  validate_probe(config, "probe")
+  if config.fine_tune.enabled:
+    for key in ("fine_tune.steps", "fine_tune.batch_size", "fine_tune.lr"):
+      cc.positive(config, key)
+
+
+def _row(name: str, results: list[dict], fine_tuned: list[float]) -> dict:
+  """Mean and std over results (one per random init, or a single encoder) of each reported number."""
+  cols = {"logistic": [r["test_accuracy"] for r in results], "ridge": [r["ridge"]["test_accuracy"] for r in results]}
+  for k in results[0]["few_shot"]:
+    cols[f"{k}-shot"] = [r["few_shot"][k]["mean"] for r in results]
+  if fine_tuned:
+    cols["fine-tune"] = fine_tuned
+  return {"encoder": name, **{c: (float(np.mean(v)), float(np.std(v))) for c, v in cols.items()}}
+
+
+def table(rows_by_dataset: dict[str, list[dict]]) -> str:
+  """Markdown table of top-1 % (mean +- std); few-shot cells average their seeds first."""
+  cols = [c for c in next(iter(rows_by_dataset.values()))[0] if c != "encoder"]
+  lines = ["| dataset | encoder | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+  for dataset, rows in rows_by_dataset.items():
+    for row in rows:
+      cells = [f"{100 * row[c][0]:.1f} +- {100 * row[c][1]:.1f}" if row[c][1] else f"{100 * row[c][0]:.1f}"
+               for c in cols]
+      lines.append(f"| {dataset} | {row['encoder']} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(config, workdir):
+  from palmup.pretrain import load_encoder
+  validate(config)
+  encoders = {}
+  for path in (p.strip() for p in config.encoders.split(",") if p.strip()):
+    d = encoder_dir(path)
+    encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
+  workdir = wd.prepare(workdir, config)
+  cfg, ft = config.probe, config.fine_tune
+  results, rows = {}, {}
+  for dataset in (d.strip() for d in config.datasets.split(",") if d.strip()):
+    train, test = (datasets.load(dataset, s, config.data_dir) for s in ("train", "test"))
+    idx = _train_subset(len(train), cfg)
+
+    def tuned(learner, params, obs_shape):
+      if not ft.enabled:
+        return []
+      return [fine_tune.fine_tune(learner, params, obs_shape, train.images[idx], train.labels[idx], test.images,
+                                  test.labels, train.num_classes, ft, cfg.seed)["test_accuracy"]]
+
+    results[dataset], rows[dataset], archs = {}, [], set()
+    for name, (learner, params, obs_shape) in encoders.items():
+      arch = json.dumps([learner.config.encoder.to_dict(), list(obs_shape)], sort_keys=True)
+      result = compare_with_random(cfg, dataset, learner, params, obs_shape, config.data_dir,
+                                   0 if arch in archs else cfg.random_seeds)
+      archs.add(arch)
+      result["fine_tune"] = tuned(learner, params, obs_shape)
+      rows[dataset].append(_row(name, [result["pretrained"]], result["fine_tune"]))
+      if result["random_init"]:
+        result["random_init_fine_tune"] = tuned(learner, random_params(learner, obs_shape, 1000), obs_shape)
+        floor = "random init" if len(encoders) == 1 else f"random init ({name}'s encoder)"
+        rows[dataset].append(_row(f"{floor}, {len(result['random_init'])} inits", result["random_init"],
+                                  result["random_init_fine_tune"]))
+      results[dataset][name] = result
+    print(table({dataset: rows[dataset]}), flush=True)
+  (workdir / "evaluate.json").write_text(json.dumps(results, indent=2) + "\n")
+  (workdir / "results.md").write_text(
+      f"# palmup evaluate\n\nTop-1 % on the test split; probes see {cfg.train_examples or 'all'} training images "
+      f"(k-shot: k per class, mean over {cfg.few_shot.seeds} draws). Encoders: {config.encoders}.\n\n"
+      + table(rows))
+  print(f"wrote {workdir / 'results.md'}")

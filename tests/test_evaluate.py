@@ -1,0 +1,141 @@
+"""The transfer evaluators (logistic and ridge probes against scikit-learn, few-shot, fine-tuning)
+and `palmup evaluate` end to end on a tiny encoder."""
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import load_config
+from palmup import evaluate
+from palmup.config_checks import ConfigError
+from palmup.data import datasets
+from palmup.evaluators import few_shot, fine_tune, linear_probe
+from palmup.learner import Learner
+from palmup.pretrain import save_encoder
+
+TINY_LEARNER = dict(encoder=dict(name="conv", widths=(8, 16), features=16, stem="cifar", width=8), head_hidden=16,
+                    head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none")
+
+
+def _digits():
+  train, test = datasets.load("digits", "train"), datasets.load("digits", "test")
+  flat = lambda ds: ds.images.reshape(len(ds), -1).astype(np.float32) / 255.0
+  return flat(train), train.labels, flat(test), test.labels
+
+
+def _learner(num_classes=10):
+  return Learner(ml_collections.ConfigDict(TINY_LEARNER), num_classes)
+
+
+def test_logistic_probe_agrees_with_scikit_learn_on_digits_pixels():
+  from sklearn.linear_model import LogisticRegression
+  train_x, train_y, test_x, test_y = _digits()
+  ours = linear_probe.probe(train_x, train_y, test_x, test_y, 10, steps=300)
+  train_s, test_s = linear_probe.standardise(train_x, test_x)
+  sk = LogisticRegression(C=1.0 / (2 * ours["l2"] * len(train_y)), max_iter=5000).fit(train_s, train_y)
+  assert ours["test_accuracy"] > 0.9
+  assert abs(ours["test_accuracy"] - sk.score(test_s, test_y)) <= 0.01, (ours, sk.score(test_s, test_y))
+
+
+@pytest.mark.parametrize("l2", [1.0, 100.0])
+def test_ridge_probe_equals_scikit_learns_ridge_classifier(l2):
+  from sklearn.linear_model import RidgeClassifier
+  train_x, train_y, test_x, test_y = _digits()
+  train_s, test_s = linear_probe.standardise(train_x, test_x)
+  w, b = linear_probe.fit_ridge(train_s, train_y, 10, l2)
+  sk = RidgeClassifier(alpha=l2).fit(train_s.astype(np.float64), train_y)  # sklearn solves in the input dtype
+  np.testing.assert_allclose(w, sk.coef_.T, atol=1e-6)
+  np.testing.assert_allclose(b, sk.intercept_, atol=1e-6)
+  assert linear_probe.accuracy((w, b), test_s, test_y) == sk.score(test_s, test_y) > 0.9
+
+
+def test_ridge_probe_picks_l2_on_held_out_data():
+  train_x, train_y, test_x, test_y = _digits()
+  result = linear_probe.probe(train_x, train_y, test_x, test_y, 10, (1.0, 1e6), method="ridge")
+  assert result["l2"] == 1.0 and result["val_accuracy"]["1.0"] > result["val_accuracy"]["1000000.0"]
+  assert result["test_accuracy"] > 0.9
+
+
+def test_few_shot_draws_k_per_class_and_improves_with_k():
+  train_x, train_y, test_x, test_y = _digits()
+  idx = few_shot.draw_shots(train_y, 5, 10, seed=3)
+  assert np.array_equal(np.bincount(train_y[idx], minlength=10), np.full(10, 5))
+  assert np.array_equal(idx, few_shot.draw_shots(train_y, 5, 10, seed=3))
+  assert not np.array_equal(idx, few_shot.draw_shots(train_y, 5, 10, seed=4))
+  result = few_shot.few_shot(train_x, train_y, test_x, test_y, 10, shots=(1, 25), seeds=3)
+  assert len(result["1"]["per_seed"]) == 3 and result["1"]["std"] > 0
+  assert 0.3 < result["1"]["mean"] < result["25"]["mean"] and result["25"]["mean"] > 0.85
+  with pytest.raises(ValueError, match="class"):
+    few_shot.draw_shots(train_y, 1000, 10, seed=0)
+
+
+def test_fine_tuning_trains_encoder_and_head():
+  train, test = datasets.load("digits", "train"), datasets.load("digits", "test")
+  learner = _learner()
+  params = learner.init(jax.random.PRNGKey(0), (8, 8, 1)).params
+  cfg = ml_collections.ConfigDict(dict(steps=150, batch_size=128, lr=1e-2, weight_decay=0.0))
+  result = fine_tune.fine_tune(learner, params, (8, 8, 1), train.images, train.labels, test.images, test.labels,
+                               10, cfg)
+  assert result["test_accuracy"] > 0.6 and result["final_loss"] < 1.0  # an untrained (zero) head scores 0.1
+
+
+def _encoder_dir(tmp_path):
+  learner = _learner()
+  config = ml_collections.ConfigDict({"learner": TINY_LEARNER})
+  save_encoder(tmp_path / "run" / "encoder", config, learner, learner.init(jax.random.PRNGKey(0), (8, 8, 1)).params,
+               (8, 8, 1))
+  return tmp_path / "run"
+
+
+def _tiny_eval_config(encoders, **overrides):
+  return load_config("evaluate", **{
+      "encoders": str(encoders), "datasets": "digits", "probe.train_examples": 600, "probe.random_seeds": 2, "probe.logistic.steps": 30,
+      "probe.logistic.l2_grid": (1e-3,), "probe.ridge.l2_grid": (10.0,), "probe.few_shot.shots": (1, 5),
+      "probe.few_shot.seeds": 2, **overrides})
+
+
+def test_evaluate_command_writes_table_and_json(tmp_path):
+  run = _encoder_dir(tmp_path)
+  config = _tiny_eval_config(run, **{"fine_tune.enabled": True, "fine_tune.steps": 5})
+  evaluate.main(config, tmp_path / "eval")
+  results = json.loads((tmp_path / "eval" / "evaluate.json").read_text())["digits"]["run"]
+  assert len(results["random_init"]) == 2 and set(results["pretrained"]["few_shot"]) == {"1", "5"}
+  assert len(results["fine_tune"]) == 1 and len(results["random_init_fine_tune"]) == 1
+  for r in [results["pretrained"]] + results["random_init"]:
+    assert 0.1 < r["test_accuracy"] <= 1 and 0.1 < r["ridge"]["test_accuracy"] <= 1
+  table = (tmp_path / "eval" / "results.md").read_text()
+  assert "| digits | run |" in table and "| digits | random init, 2 inits |" in table and "fine-tune" in table
+  assert f"{100 * results['pretrained']['test_accuracy']:.1f}" in table
+  # the same encoder through its encoder/ directory gives the same numbers
+  again = evaluate.compare_with_random(config.probe, "digits", *evaluate_load(run / "encoder"), random_seeds=0)
+  assert again["pretrained"]["test_accuracy"] == results["pretrained"]["test_accuracy"]
+
+
+def evaluate_load(path):
+  from palmup.pretrain import load_encoder
+  return load_encoder(evaluate.encoder_dir(str(path)))
+
+
+def test_summary_names_both_probes(tmp_path):
+  run = _encoder_dir(tmp_path)
+  config = _tiny_eval_config(run)
+  result = evaluate.compare_with_random(config.probe, "digits", *evaluate_load(run))
+  line = evaluate.summary(result)
+  assert "random encoder" in line and "(2 inits)" in line and "5-shot" in line
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"datasets": " , "}, "config.datasets"),
+    ({"probe.few_shot.shots": ()}, "config.probe.few_shot.shots"),
+    ({"probe.logistic.steps": 0}, "config.probe.logistic.steps"),
+])
+def test_bad_evaluate_configs_are_named(tmp_path, overrides, match):
+  with pytest.raises(ConfigError, match=match):
+    evaluate.validate(_tiny_eval_config(tmp_path, **overrides))
+
+
+def test_missing_encoder_is_named(tmp_path):
+  with pytest.raises(ConfigError, match="neither a palmup encoder directory"):
+    evaluate.main(_tiny_eval_config(tmp_path / "nowhere"), tmp_path / "eval")
