@@ -98,7 +98,7 @@ def summary(result: dict) -> str:
   if n:
     line += (f" vs random encoder {100 * result['random_init_mean']:.1f} +- "
              f"{100 * result['random_init_std']:.1f}% ({n} inits)")
-  for k, shot in pre["few_shot"].items():
+  for k, shot in pre.get("few_shot", {}).items():  # probe.json of runs before few-shot existed has none
     line += f"; {k}-shot {100 * shot['mean']:.1f}%"
     if n:
       line += f" vs {100 * np.mean([f['few_shot'][k]['mean'] for f in floors]):.1f}%"
