@@ -2,7 +2,8 @@
 
 Configs are ml_collections ConfigDicts (big_vision style); overrides are type-checked and an
 unknown key is rejected before any work starts. Each command validates its config, writes it to
-DIR/config.json, then runs.
+DIR/config.json, then runs. `palmup report --workdir DIR` needs no config (it reads runs and
+writes DIR/report.html only).
 """
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ COMMANDS = {
     "eval-generator": "palmup.evaluators.generator_quality:main",
     "render": "palmup.render:main",
     "pretrain": "palmup.pretrain:main",
+    "evaluate": "palmup.evaluate:main",
+    "report": "palmup.report:main",
 }
+
+# Commands whose --config is optional (their function then gets config None).
+CONFIG_OPTIONAL = {"report"}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -30,6 +36,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for everything the ru
 
 def usage() -> str:
   return ("usage: palmup <command> --config configs/<file>.py --workdir DIR [--config.key=value ...]\n"
+          "       palmup report --workdir DIR [--config configs/report.py --config.runs=DIR2,DIR3]\n"
           f"commands: {', '.join(COMMANDS)}")
 
 
@@ -37,8 +44,10 @@ def _main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     got = " ".join(argv[1:]) or "nothing"
     raise app.UsageError(f"expected one command, got {got!r}\n{usage()}")
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError(f"--config and --workdir are required\n{usage()}")
+  if _WORKDIR.value is None:
+    raise app.UsageError(f"--workdir is required\n{usage()}")
+  if _CONFIG.value is None and argv[1] not in CONFIG_OPTIONAL:
+    raise app.UsageError(f"--config is required for {argv[1]}\n{usage()}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   module, fn = COMMANDS[argv[1]].split(":")
   try:
@@ -74,6 +83,8 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
     sys.exit(f"palmup: {_unknown_override(argv) or e}")
+  except flags.Error as e:  # a bad flag or value, or --config.key=value without --config
+    sys.exit(f"palmup: {e}\n{usage()}")
 
 
 def run():
