@@ -7,7 +7,8 @@ their running mean, clip 1e-4, averaged over the k neighbours, log(1 + .)), hidd
 for the CPU. Learner: small strided CNN, NT-Xent on temporal pairs (o_t, o_t+4) of one episode, no augmentation
 (the paper's pairs are consecutive: --config.learner.pair_offset=1).
 Baselines on the same loop: --config.explorer=random, or --config.explorer=static
---config.learner.augment=only (GenRep-style i.i.d. samples with augmentation pairs).
+--config.learner.augment=only (GenRep-style i.i.d. samples with augmentation pairs), plus
+--config.static_source=fashion_mnist for SimCLR on the real training images.
 """
 import ml_collections
 
@@ -21,6 +22,7 @@ def get_config():
   c.obs_size = 32
   c.num_envs = 64
   c.explorer = "apt"  # apt | random | static
+  c.static_source = "generator"  # explorer=static only: "generator" (GenRep-style) or a dataset (SimCLR on real images)
   # The paper's standard EMA at 0.7: with the class held for the episode and pair_offset 4, the
   # latents of a positive pair correlate 0.7^4 = 0.24, so positives are mostly "same class, other
   # item" (experiments/results/pretrain_sweep_fashion_mnist.md compares ema 0.9 / offset 1).

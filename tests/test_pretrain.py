@@ -75,6 +75,18 @@ def test_every_explorer_runs_and_updates(env, explorer, augment):
     assert key in rows[-1]
 
 
+def test_static_baseline_on_real_images_draws_the_datasets_images(env):
+  """static_source = digits: SimCLR on real 8x8 digits (10 classes) instead of the 3-class generator."""
+  config = tiny_config(explorer="static", static_source="digits", **{"learner.augment": "only"})
+  start, state, rows, strips = _run_chunks(config, env, 2)
+  assert _changed(start.learner.params, state.learner.params) and np.isfinite(rows[-1]["ntxent"])
+  assert state.learner.params["params"]["probe"]["kernel"].shape[-1] == 10  # the dataset's classes
+  assert 0.5 < rows[-1]["class_coverage"] <= 1.0 and "latent_norm" not in rows[-1]  # 16 draws of 10 classes
+  digits = pretrain.real_source(config, (8, 8, 1)).images
+  shown = np.asarray(strips["trajectory"])[-1]  # the last step's first images, unaugmented
+  assert all(any(np.array_equal(img, d) for d in digits) for img in shown)
+
+
 def test_pairs_crossing_an_episode_boundary_are_masked_in_the_loop(env):
   """Episodes of 3 steps: a third of consecutive pairs cross a reset, with offset 2 two thirds."""
   for offset, expected in ((1, 2 / 3), (2, 1 / 3)):
@@ -162,6 +174,8 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
     ({"replay.storage": "jpeg"}, r"config.replay.storage='jpeg'"),
     ({"learner.encoder.name": "vit"}, r"config.learner.encoder.name='vit'"),
     ({"train.warmup_steps": 1}, r"config.train.warmup_steps=1 is invalid; valid: >= the sequence length 4"),
+    ({"static_source": "digits"}, r"config.static_source='digits' is invalid; valid: 'generator' when explorer='apt'"),
+    ({"eval.enabled": True, "eval.few_shot.shots": (0,)}, r"config.eval.few_shot.shots=\(0,\) is invalid"),
 ])
 def test_bad_config_is_named(override, match):
   with pytest.raises(ConfigError, match=match):

@@ -13,6 +13,10 @@
 
 explorer = "static" is the GenRep-style baseline on the same loop: no env and no replay; each step
 decodes B i.i.d. (z ~ N(0, noise_scale^2 I), y ~ U{classes}) and contrasts two augmentations.
+With static_source = a dataset name (e.g. "fashion_mnist") it draws B real training images instead:
+SimCLR on the real data, the upper reference for what generated data could give. The dataset is
+held on device, resized to the observation shape (fine for the built-in datasets; a large one
+would need an input pipeline).
 
 The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
   config.json, metrics.jsonl, tensorboard/   what was run and what it measured (one row per chunk)
@@ -24,6 +28,8 @@ The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import signal
@@ -37,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from palmup import apt, config_checks as cc, generators, sharding, viz, workdir as wd
-from palmup.data import transforms
+from palmup.data import datasets, transforms
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.explorer import DDPG, AgentState
 from palmup.learner import AUGMENT_MODES, Learner, LearnerState, contrastive_views
@@ -69,6 +75,9 @@ def validate(config):
   if config.explorer == "static":
     cc.require(config.learner.augment == "only", "learner.augment", config.learner.augment,
                "'only' when explorer='static' (i.i.d. samples have no temporal partner)")
+  else:
+    cc.require(config.static_source == "generator", "static_source", config.static_source,
+               f"'generator' when explorer={config.explorer!r} (a dataset source needs explorer='static')")
   for key in ("num_envs", "replay.batch_size", "replay.capacity", "learner.pair_offset", "agent.nstep",
               "train.steps", "train.chunk_steps", "train.checkpoint_every", "apt.k", "learner.temperature",
               "learner.lr", "agent.lr", "obs_size"):
@@ -99,9 +108,23 @@ def sequence_length(config) -> int:
   return max(config.learner.pair_offset, config.agent.nstep if config.explorer == "apt" else 1) + 1
 
 
+def real_source(config, obs_shape) -> datasets.ArrayDataset | None:
+  """The static baseline's real training images, resized to obs_shape (None: the generator)."""
+  if config.explorer != "static" or config.static_source == "generator":
+    return None
+  return _prepared_train_split(config.static_source, tuple(obs_shape))
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared_train_split(name: str, obs_shape) -> datasets.ArrayDataset:
+  ds = datasets.load(name, "train")
+  return dataclasses.replace(ds, images=transforms.prepare_all(ds.images, obs_shape))
+
+
 def build(config, env: LatentEnv):
   """(learner, agent or None, replay or None) for a validated config."""
-  learner = Learner(config.learner, env.num_classes)
+  source = real_source(config, env.observation_shape)
+  learner = Learner(config.learner, env.num_classes if source is None else source.num_classes)
   agent = DDPG(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
   replay = None
   if config.explorer != "static":
@@ -133,7 +156,10 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
   def env_stats(z, labels):
     return {"latent_norm": jnp.mean(jnp.linalg.norm(z, axis=-1)),
             "knn_entropy": apt.knn_entropy(z, config.log.entropy_k),
-            "class_coverage": jnp.mean(jnp.zeros(env.num_classes).at[labels].set(1.0))}
+            "class_coverage": coverage(labels, env.num_classes)}
+
+  def coverage(labels, num_classes):
+    return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
   def play(state: PretrainState, action, key):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
@@ -167,14 +193,28 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
   def pair_strip(a, b):
     return transforms.to_uint8(jnp.stack([a[:show_pairs], b[:show_pairs]]))
 
+  source = real_source(config, env.observation_shape)
+  if source is not None:
+    source_images, source_labels = jnp.asarray(source.images), jnp.asarray(source.labels)
+
+  def static_batch(key):
+    """B i.i.d. observations -> (obs uint8 [B, 1, H, W, C], labels [B], env statistics)."""
+    kz, ky = jax.random.split(key)
+    if source is None:
+      z = env_params.noise_scale * jax.random.normal(kz, (batch, env.latent_dim))
+      labels = jax.random.randint(ky, (batch,), 0, env.num_classes)
+      return env.decode(z, labels)[:, None], labels, env_stats(z, labels)
+    idx = jax.random.randint(kz, (batch,), 0, len(source))
+    labels = source_labels[idx]
+    return source_images[idx][:, None], labels, {"class_coverage": coverage(labels, source.num_classes)}
+
   def static_step(state: PretrainState, key):
-    kz, ky, kv = jax.random.split(key, 3)
-    z = env_params.noise_scale * jax.random.normal(kz, (batch, env.latent_dim))
-    labels = jax.random.randint(ky, (batch,), 0, env.num_classes)
-    obs = sharding.shard_batch(env.decode(z, labels), mesh)[:, None]
-    a, b, valid = contrastive_views(kv, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
-    learner_state, metrics = learner.update(state.learner, a, b, labels, valid)
-    metrics.update(env_stats(z, labels))
+    k_batch, k_views = jax.random.split(key)
+    obs, labels, metrics = static_batch(k_batch)
+    obs = sharding.shard_batch(obs, mesh)
+    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
+    learner_state, learner_metrics = learner.update(state.learner, a, b, labels, valid)
+    metrics.update(learner_metrics)
     strips = {"trajectory": obs[:show_envs, 0], "pairs": pair_strip(a, b)}
     return state.replace(learner=learner_state), metrics, strips
 
@@ -349,7 +389,7 @@ def main(config, workdir):
       writer.close()
     for s, handler in previous.items():
       signal.signal(s, handler)
-  learner = Learner(config.learner, env.num_classes)
+  learner, _, _ = build(config, env)
   if jax.process_index() == 0:
     save_encoder(workdir / "encoder", config, learner, state.learner.params, env.observation_shape)
     if config.eval.enabled:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def to_float(images) -> jax.Array:
@@ -44,3 +45,10 @@ def prepare(images, size: int, channels: int) -> jax.Array:
   """uint8 or float images of any size/channels -> float32 [B, size, size, channels] in [-1, 1]."""
   x = to_float(images) if images.dtype == jnp.uint8 else jnp.asarray(images, jnp.float32)
   return set_channels(resize(x, size), channels)
+
+
+def prepare_all(images: np.ndarray, obs_shape, batch_size: int = 1000) -> np.ndarray:
+  """A whole uint8 image array [N, h, w, c] -> uint8 [N, *obs_shape] (resized, channels converted),
+  in batches on the default device."""
+  fn = jax.jit(lambda x: to_uint8(prepare(x, obs_shape[0], obs_shape[2])))
+  return np.concatenate([np.asarray(fn(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])

@@ -1,7 +1,7 @@
 """Fine-tuning protocol: the encoder (unfrozen) plus a new linear classifier, trained with labels.
 
 Cross-entropy, AdamW, `steps` minibatch steps on the (subsampled) training split; top-1 on the test
-split. Images are resized to the encoder's input shape once, up front.
+split. Images are resized to the encoder's input shape once, up front (transforms.prepare_all).
 """
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ import numpy as np
 import optax
 
 from palmup.data import transforms
-
-
-def _prepare(images: np.ndarray, obs_shape, batch_size: int = 1000) -> np.ndarray:
-  """uint8 [N, h, w, c] -> uint8 [N, *obs_shape]."""
-  fn = jax.jit(lambda x: transforms.to_uint8(transforms.prepare(x, obs_shape[0], obs_shape[2])))
-  return np.concatenate([np.asarray(fn(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
 
 
 def fine_tune(learner, params, obs_shape, train_images, train_labels, test_images, test_labels,
@@ -38,7 +32,7 @@ def fine_tune(learner, params, obs_shape, train_images, train_labels, test_image
     updates, opt_state = opt.update(grads, opt_state, v)
     return optax.apply_updates(v, updates), opt_state, loss
 
-  train_obs, test_obs = _prepare(train_images, obs_shape), _prepare(test_images, obs_shape)
+  train_obs, test_obs = (transforms.prepare_all(x, obs_shape) for x in (train_images, test_images))
   rng = np.random.default_rng(seed)
   opt_state, loss = opt.init(variables), jnp.zeros(())
   for _ in range(cfg.steps):
