@@ -1,11 +1,8 @@
 """Shared fixtures: tiny generators so every test runs the real code paths in seconds."""
-import runpy
-from pathlib import Path
-
 import jax
 import pytest
 
-from palmup import generators
+from palmup import configs, generators
 
 
 def tiny_generator(num_classes=3, latent_dim=8, resolution=8, channels=1):
@@ -20,16 +17,6 @@ def tiny_gen():
   return tiny_generator()
 
 
-ROOT = Path(__file__).parents[1]
-
-
 def load_config(name, **overrides):
   """configs/<name>.py's config with dotted-key overrides, as --config.a.b=v would give."""
-  config = runpy.run_path(str(ROOT / "configs" / f"{name}.py"))["get_config"]()
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = config
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return configs.load(name, **overrides)

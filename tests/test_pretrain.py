@@ -13,18 +13,8 @@ from palmup import generators, pretrain, sharding, workdir as wd
 from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
 
-TINY = {
-    "obs_size": 8, "num_envs": 8, "env.episode_length": 5, "learner.pair_offset": 1,
-    "replay.capacity": 16, "replay.batch_size": 16,
-    "learner.encoder.widths": (8, 16), "learner.encoder.features": 16, "learner.head_hidden": 16,
-    "learner.head_out": 8, "agent.hidden": 16, "agent.feature_dim": 8, "apt.k": 4,
-    "train.steps": 6, "train.chunk_steps": 3, "train.warmup_steps": 4, "train.checkpoint_every": 1,
-    "log.strip_every": 1, "eval.enabled": False,
-}
-
-
 def tiny_config(gen_dir=None, **overrides):
-  config = load_config("pretrain_fashion_mnist", **{**TINY, **overrides})
+  config = load_config("pretrain_tiny", **overrides)
   if gen_dir is not None:
     config.generator = str(gen_dir)
   return config

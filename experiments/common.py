@@ -1,0 +1,85 @@
+"""What the table scripts share: running pretrain variants, probing encoders, aggregating seeds,
+writing results.md (with the command, commit and wall time) and plots."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from palmup import configs, evaluate, pretrain
+
+SCALES = ("tiny", "cpu", "full")
+# The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
+TINY_PROBE = {"train_examples": 300, "random_seeds": 1, "logistic.steps": 20, "logistic.l2_grid": (1e-3,),
+              "ridge.l2_grid": (10.0,), "few_shot.shots": (1, 5), "few_shot.seeds": 2}
+# The accelerator scale (documented, not run here): the same CNN pipeline, bigger everything.
+FULL_PRETRAIN = {"num_envs": 1024, "replay.batch_size": 1024, "replay.capacity": 1024, "train.steps": 20000,
+                 "train.chunk_steps": 100, "learner.encoder.name": "resnet18", "agent.hidden": 1024}
+
+
+def pretrain_run(workdir: Path, scale: str, overrides: dict, seed: int) -> Path:
+  """Runs (or resumes, or skips when finished) `palmup pretrain` of the scale's config with
+  overrides, without the end-of-run probe; -> workdir holding encoder/ and metrics.jsonl."""
+  workdir = Path(workdir)
+  if not (workdir / "encoder" / "learner.json").exists():
+    base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", {}),
+                    "full": ("pretrain_fashion_mnist", FULL_PRETRAIN)}[scale]
+    config = configs.load(base, seed=seed, **{"eval.enabled": False, **scaled, **overrides})
+    pretrain.main(config, workdir)
+  return workdir
+
+
+def probe_config(scale: str):
+  cfg = evaluate.probe_config()
+  for key, value in (TINY_PROBE if scale == "tiny" else {}).items():
+    *parents, leaf = key.split(".")
+    (cfg[parents[0]] if parents else cfg)[leaf] = value
+  return cfg
+
+
+def probe(run: Path, dataset: str, cfg, random_seed: int | None = None) -> dict:
+  """evaluate_encoder on `dataset` of the run's encoder, or of its architecture at random init."""
+  learner, params, obs_shape = pretrain.load_encoder(Path(run) / "encoder")
+  if random_seed is not None:
+    params = evaluate.random_params(learner, obs_shape, random_seed)
+  return evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, cfg)
+
+
+def mean_std(values) -> str:
+  """'81.2 +- 0.4' of fractions, in percent (the std over seeds; '+- n/a' for one seed)."""
+  v = 100 * np.asarray(values, float)
+  return f"{v.mean():.1f} +- {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f} +- n/a"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+
+
+def provenance(start: float) -> str:
+  """The exact command, the commit and the wall time since `start`, for results.md."""
+  try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit += " (with uncommitted changes)" if dirty else ""
+  except (OSError, subprocess.CalledProcessError):
+    commit = "unknown"
+  command = "python " + " ".join(sys.argv)
+  return (f"Command: `{command}`  \nCommit: {commit}  \nWall time: {(time.time() - start) / 60:.1f} min on "
+          f"{platform.machine()} ({_cores()} cores)\n")
+
+
+def _cores() -> int:
+  import os
+  return len(os.sched_getaffinity(0))
+
+
+def write_json(path: Path, obj):
+  Path(path).write_text(json.dumps(obj, indent=2) + "\n")
