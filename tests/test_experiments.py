@@ -1,0 +1,87 @@
+"""The table scripts (experiments/t1, t3, t4) end to end at --scale tiny: they run the real
+pretraining and probes on toy sizes and write their tables and plots."""
+import importlib
+import json
+import sys
+
+import pytest
+
+from palmup import configs
+
+sys.path.insert(0, str(configs.ROOT / "experiments"))
+
+
+def _main(monkeypatch, script, *args):
+  module = importlib.import_module(script)
+  monkeypatch.setattr(sys, "argv", [f"{script}.py", *args])
+  module.main()
+  return module
+
+
+@pytest.fixture(scope="module")
+def t1_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp("t1")
+  with pytest.MonkeyPatch.context() as mp:
+    _main(mp, "t1_vision_transfer", "--workdir", str(path), "--scale", "tiny")
+  return path
+
+
+def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
+  text = (t1_dir / "results.md").read_text()
+  for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder"):
+    assert f"| {method} |" in text
+  assert "Commit:" in text and "Wall time:" in text and (t1_dir / "t1_vision_transfer.png").stat().st_size > 5000
+  results = json.loads((t1_dir / "results.json").read_text())["results"]
+  for method, by_dataset in results.items():
+    linear = by_dataset["digits"]["linear"]
+    assert len(linear) == 1 and 0.1 < linear[0] <= 1.0, (method, linear)
+    assert f"{100 * linear[0]:.1f} +- n/a" in text
+  # each method trained its own encoder: the probes differ somewhere
+  assert len({tuple(r["digits"]["few_shot"]) for r in results.values()}) > 1
+
+
+def test_finished_runs_are_skipped(t1_dir, monkeypatch):
+  common = importlib.import_module("common")
+  monkeypatch.setattr(common.pretrain, "main", lambda *a: pytest.fail("a finished run was rerun"))
+  assert common.pretrain_run(t1_dir / "palm_seed0", "tiny", {"explorer": "apt"}, seed=0) == t1_dir / "palm_seed0"
+
+
+def test_t4_plots_apt_against_random_actions_from_t1(t1_dir, tmp_path, monkeypatch):
+  _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path), "--from-t1", str(t1_dir))
+  text = (tmp_path / "results.md").read_text()
+  assert "| palm |" in text and "| random_actions |" in text and (tmp_path / "t4_exploration.png").exists()
+  palm_row = next(line for line in text.splitlines() if line.startswith("| palm |"))
+  random_row = next(line for line in text.splitlines() if line.startswith("| random_actions |"))
+  assert palm_row.split("|")[-2].strip() != "-" and random_row.split("|")[-2].strip() == "-"  # intrinsic reward
+
+
+def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
+  with pytest.raises(SystemExit, match="holds no palm, random_actions runs"):
+    _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "t4"), "--from-t1", str(tmp_path))
+
+
+def test_t3_vmapped_statistics_and_probe(tmp_path, monkeypatch):
+  t3 = _main(monkeypatch, "t3_dynamics_ablations", "--workdir", str(tmp_path), "--scale", "tiny")
+  rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+  assert len(rows) == 1 + sum(len(v) - 1 for v in t3.SWEEP.values())  # the default once, then each change
+  by_name = {(r["field"], r["value"]): r for r in rows}
+  default = by_name[("default", None)]
+  assert "probe_linear" in default and 0.1 < default["probe_linear"] <= 1.0
+  # the dynamics behave as the formula says: more persistence, less change between frames
+  assert by_name[("ema", 0.99)]["frame_change"] < default["frame_change"] < by_name[("ema", 0.0)]["frame_change"]
+  assert by_name[("noise_scale", 0.5)]["latent_norm"] < default["latent_norm"] < by_name[("noise_scale", 2.0)]["latent_norm"]
+  assert default["same_class"] == 1.0
+  assert "| default |" in (tmp_path / "results.md").read_text() and (tmp_path / "t3_dynamics_ablations.png").exists()
+
+
+def test_vmapped_statistics_equal_one_setting_at_a_time(tiny_gen):
+  t3 = importlib.import_module("t3_dynamics_ablations")
+  import jax
+  from palmup.env import EnvParams, LatentEnv
+  env = LatentEnv(*tiny_gen, obs_size=8)
+  points = [("default", None, EnvParams(ema=0.7)), ("ema", 0.9, EnvParams(ema=0.9))]
+  batched = t3.all_statistics(env, points, num_envs=6, steps=3)
+  for (_, _, params), stats in zip(points, batched):
+    single = jax.device_get(t3.dynamics_statistics(env, params, jax.random.PRNGKey(0), 6, 3))
+    for key, value in stats.items():
+      assert abs(float(single[key]) - value) < 1e-4 * max(1.0, abs(value)), key
