@@ -25,6 +25,6 @@ test-slow: install $(EYE_WHEEL)
 	$(VENV)/bin/pip install -q torch==2.13.0
 	PALMUP_EYE_WHEEL=$(EYE_WHEEL) $(PY) -m pytest -q -m slow
 
+# Every benchmark, full sizes: runs/bench/bench.json and bench.md (`--quick`: smoke-test sizes).
 bench: install
-	$(PY) benchmarks/env_throughput.py
-	$(PY) benchmarks/pretrain_loop.py
+	$(PY) benchmarks/run_all.py --out runs/bench

@@ -5,19 +5,19 @@
 Prints, for a few conv layer shapes, the time of value-and-gradient (input and weight) with XLA's
 default rule and with the per-tap rule, and the same for one full GAN training step (D + G
 update, plain and R1) of configs/train_generator_fashion_mnist.py. Ratio > 1: per-tap is faster.
-Timings alternate between the two variants and the median is reported.
+Timings alternate between the two variants and the median is reported (benchlib.median_seconds).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import runpy
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+import benchlib
 from palmup.nn.conv import conv2d
 
 LAYERS = [  # (batch, size, cin, cout, stride)
@@ -25,15 +25,8 @@ LAYERS = [  # (batch, size, cin, cout, stride)
 
 
 def _median_pair(fa, fb, args_a, args_b, repeats):
-  for f, a in ((fa, args_a), (fb, args_b)):
-    jax.block_until_ready(f(*a))
-  ta, tb = [], []
-  for _ in range(repeats):
-    for f, a, t in ((fa, args_a, ta), (fb, args_b, tb)):
-      start = time.perf_counter()
-      jax.block_until_ready(f(*a))
-      t.append(time.perf_counter() - start)
-  return statistics.median(ta), statistics.median(tb)
+  s = benchlib.median_seconds({"a": functools.partial(fa, *args_a), "b": functools.partial(fb, *args_b)}, repeats)
+  return s["a"], s["b"]
 
 
 def layers(repeats):

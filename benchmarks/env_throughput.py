@@ -1,70 +1,51 @@
-"""Latent-env steps/s vs bare generator decode images/s, measured in the same process.
+"""env: latent-env steps/s over bare generator decode images/s, same batch, same process.
 
-    python benchmarks/env_throughput.py [--generators builtin:fashion_mnist_32,runs/eye/generator]
-                                        [--num-envs 256] [--repeats 5]
+    python benchmarks/env_throughput.py [--quick] [--generators builtin:fashion_mnist_32,runs/eye/generator]
+                                        [--num_envs 256] [--repeats 5]
 
-For each generator: the time of one jitted call of gen.apply on a batch of `num_envs` latents
-(bare decode), and of one jitted vmapped env.step over `num_envs` envs (noise draw, latent
-transition, auto-reset bookkeeping, decode, resize, uint8 conversion). The two are timed
-alternately, `repeats` times each, after a warm-up; the figure is the median. The ratio
+For each generator: one jitted call of gen.apply on `num_envs` latents (the bare decode, the
+limit) and one jitted vmapped env.step over `num_envs` envs (noise draw, latent transition,
+auto-reset bookkeeping, decode, resize, uint8 conversion), timed alternately; medians. The ratio
 env steps/s / decode images/s is the share of the env's time spent decoding (target >= 0.9).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
+import sys
 
 import jax
 
-from palmup import generators
-from palmup.env import EnvParams, LatentEnv
+import benchlib
+
+SIZES = dict(generators="builtin:fashion_mnist_32", num_envs=256, repeats=5)
+QUICK = dict(num_envs=16, repeats=2)
 
 
-def _time(fn, *args) -> float:
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - start
-
-
-def measure(path: str, num_envs: int, repeats: int, obs_size: int | None = None) -> dict:
+def measure(path: str, num_envs: int, repeats: int) -> dict:
+  """Decode images/s and env steps/s of one generator at its own resolution."""
+  from palmup import generators
+  from palmup.env import EnvParams, LatentEnv
   gen, params = generators.load(path)
-  env = LatentEnv(gen, params, obs_size or gen.image_shape[0])
+  env = LatentEnv(gen, params, gen.image_shape[0])
   env_params = EnvParams(episode_length=16)
   keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
-  _, state = jax.vmap(env.reset, (0, None))(keys, env_params)
+  _, state = jax.jit(jax.vmap(env.reset, (0, None)))(keys, env_params)
   actions = jax.random.uniform(jax.random.PRNGKey(1), (num_envs, gen.latent_dim), minval=-1)
-
-  decode = jax.jit(gen.apply)
-  step = jax.jit(lambda env, keys, state, actions: jax.vmap(env.step, (0, 0, 0, None))(
-      keys, state, actions, env_params))
-  z, y = state.z, state.label
-  _time(decode, params, z, y), _time(step, env, keys, state, actions)  # compile + warm up
-  decode_t, step_t = [], []
-  for _ in range(repeats):
-    decode_t.append(_time(decode, params, z, y))
-    step_t.append(_time(step, env, keys, state, actions))
-  decode_rate = num_envs / statistics.median(decode_t)
-  step_rate = num_envs / statistics.median(step_t)
-  return {"generator": path, "image_shape": list(gen.image_shape), "obs_size": env.obs_size,
-          "num_envs": num_envs, "decode_images_per_s": decode_rate, "env_steps_per_s": step_rate,
-          "ratio": step_rate / decode_rate}
+  step = lambda env, keys, state, actions: jax.vmap(env.step, (0, 0, 0, None))(keys, state, actions, env_params)
+  seconds = benchlib.median_seconds({
+      "decode": benchlib.compile_for(gen.apply, params, state.z, state.label),
+      "env": benchlib.compile_for(step, env, keys, state, actions)}, repeats)
+  return {"image_shape": list(gen.image_shape), "decode_images_per_s": num_envs / seconds["decode"],
+          "env_steps_per_s": num_envs / seconds["env"]}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--generators", default="builtin:fashion_mnist_32")
-  parser.add_argument("--num-envs", type=int, default=256)
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}")
-  for path in args.generators.split(","):
-    r = measure(path, args.num_envs, args.repeats)
-    print(f"{path}: {r['image_shape']} decode {r['decode_images_per_s']:.1f} img/s, env "
-          f"{r['env_steps_per_s']:.1f} steps/s, ratio {r['ratio']:.3f}")
-    print(json.dumps(r))
+def run(generators: str, num_envs: int, repeats: int) -> dict:
+  figures, targets, details = {}, {}, {"num_envs": num_envs}
+  for path in generators.split(","):
+    r = details[path] = measure(path, num_envs, repeats)
+    name = f"env_over_decode[{path}]"
+    figures[name], targets[name] = r["env_steps_per_s"] / r["decode_images_per_s"], (">=", 0.9)
+  return {"figures": figures, "targets": targets, "details": details}
 
 
 if __name__ == "__main__":
-  main()
+  benchlib.main(sys.modules[__name__])

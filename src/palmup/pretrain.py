@@ -4,7 +4,7 @@
 
 `make_pretrain(config, env, mesh)` returns pure `init(key)` and `chunk(state)`; `chunk` is one
 `lax.scan` over `train.chunk_steps` fused steps, jitted once with data-parallel shardings
-(palmup.sharding). One step:
+(palmup.sharding). One step (its parts, as functions: `step_parts`):
 
     act (APT actor on detached features | uniform random)  ->  env step (num_envs envs, vmapped)
     ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
@@ -139,6 +139,30 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
   metrics: scalars averaged over the chunk's steps. strips: {"trajectory": uint8 [T, S, H, W, C]
   (the first S envs at every step), "pairs": uint8 [2, P, H, W, C] (the last step's positive pairs)}.
   """
+  init, chunk, _ = _make(config, env, mesh)
+  return init, chunk
+
+
+def step_parts(config, env: LatentEnv, mesh=None) -> dict:
+  """The pure functions one step of the loop composes (explorer apt or random), exactly as
+  `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py):
+
+    act(state, key) -> actions [num_envs, d]: the APT actor on detached features, or U(-1, 1)
+    env_stats(state) -> {latent_norm, knn_entropy, class_coverage} of the envs (logged)
+    add(state, action) -> the buffer with every env's (o_t, y_t, a_t, first_t) added
+    env_step(state, action, key) -> (env_state, obs) after one step of every env
+    sample(buffer, key) -> Sequences [batch, L, ...], split over the mesh along the batch
+    learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C])
+    agent_update(agent_state, params, seq, key, step) -> (agent_state, metrics)   (apt only)
+  """
+  parts = _make(config, env, mesh)[2]
+  if parts is None:
+    raise ValueError("explorer='static' has no play step (no env, no replay)")
+  return parts
+
+
+def _make(config, env: LatentEnv, mesh):
+  """-> (init, chunk, step_parts or None for the static baseline)."""
   mesh = mesh or sharding.make_mesh()
   env_params = params_from_config(config)
   learner, agent, replay = build(config, env)
@@ -161,12 +185,41 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
   def coverage(labels, num_classes):
     return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
+  def play_stats(state: PretrainState):
+    return env_stats(state.env_state.z, state.env_state.label)
+
+  def act(state: PretrainState, key):
+    if agent is None:
+      return random_actions(key)
+    return agent.act(state.agent, learner.features(state.learner.params, state.obs), key, state.step)
+
+  def add(state: PretrainState, action):
+    first = state.env_state.t == 0
+    return replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first))
+
+  def env_step(state: PretrainState, action, key):
+    obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
+    return env_state, obs
+
   def play(state: PretrainState, action, key):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
-    first = state.env_state.t == 0
-    buffer = replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first))
-    obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
+    buffer = add(state, action)
+    env_state, obs = env_step(state, action, key)
     return env_state, obs, buffer
+
+  def sample(buffer, key):
+    return sharding.shard_batch(replay.sample(buffer, key), mesh)
+
+  def learn(learner_state: LearnerState, seq, key):
+    a, b, valid = contrastive_views(key, seq.obs, seq.first, lc.pair_offset, lc.augment, lc.crop_min, lc.jitter)
+    learner_state, metrics = learner.update(learner_state, a, b, seq.label[:, 0], valid)
+    return learner_state, metrics, pair_strip(a, b)
+
+  def agent_update(agent_state: AgentState, params, seq, key, step):
+    n = config.agent.nstep + 1
+    frames = seq.obs[:, :n]
+    features = learner.features(params, frames.reshape((-1,) + frames.shape[2:]))
+    return agent.update(agent_state, features.reshape(batch, n, -1), seq.action[:, 0], seq.first[:, :n], key, step)
 
   def init(key) -> PretrainState:
     k_learn, k_agent, k_reset, k_warm, key = jax.random.split(key, 5)
@@ -220,29 +273,20 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
 
   def play_step(state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
-    if agent is None:
-      action = random_actions(k_act)
-    else:
-      action = agent.act(state.agent, learner.features(state.learner.params, state.obs), k_act, state.step)
-    metrics = env_stats(state.env_state.z, state.env_state.label)
+    action = act(state, k_act)
+    metrics = play_stats(state)
     trajectory = state.obs[:show_envs]
     env_state, obs, buffer = play(state, action, k_env)
-    seq = sharding.shard_batch(replay.sample(buffer, k_sample), mesh)
-    a, b, valid = contrastive_views(k_views, seq.obs, seq.first, lc.pair_offset, lc.augment,
-                                    lc.crop_min, lc.jitter)
-    learner_state, learner_metrics = learner.update(state.learner, a, b, seq.label[:, 0], valid)
+    seq = sample(buffer, k_sample)
+    learner_state, learner_metrics, pairs = learn(state.learner, seq, k_views)
     metrics.update(learner_metrics)
     agent_state = state.agent
     if agent is not None:
-      n = config.agent.nstep + 1
-      frames = seq.obs[:, :n]
-      features = learner.features(state.learner.params, frames.reshape((-1,) + frames.shape[2:]))
-      agent_state, agent_metrics = agent.update(state.agent, features.reshape(batch, n, -1),
-                                                seq.action[:, 0], seq.first[:, :n], k_agent, state.step)
+      agent_state, agent_metrics = agent_update(state.agent, state.learner.params, seq, k_agent, state.step)
       metrics.update(agent_metrics)
     state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
                           buffer=buffer)
-    return state, metrics, {"trajectory": trajectory, "pairs": pair_strip(a, b)}
+    return state, metrics, {"trajectory": trajectory, "pairs": pairs}
 
   one_step = static_step if replay is None else play_step
 
@@ -256,7 +300,12 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
     metrics = jax.tree.map(jnp.mean, metrics)
     return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
 
-  return init, chunk
+  parts = None
+  if replay is not None:
+    parts = dict(act=act, env_stats=play_stats, add=add, env_step=env_step, sample=sample, learn=learn)
+    if agent is not None:
+      parts["agent_update"] = agent_update
+  return init, chunk, parts
 
 
 def jit_pretrain(config, env: LatentEnv, mesh):
