@@ -24,6 +24,7 @@ COMMANDS = {
     "pretrain": "palmup.pretrain:main",
     "evaluate": "palmup.evaluate:main",
     "report": "palmup.report:main",
+    "rl-transfer": "palmup.rl.transfer:main",
 }
 
 # Commands whose --config is optional (their function then gets config None).
