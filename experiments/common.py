@@ -61,19 +61,27 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
   return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
 
 
-def provenance(start: float) -> str:
-  """The exact command, the commit and the wall time since `start`, for results.md."""
+def commit() -> str:
+  """The checked-out commit, marked when tracked files differ from it."""
   try:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=Path(__file__).parent).stdout.strip()
-    commit += " (with uncommitted changes)" if dirty else ""
+    run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent,
+                                    check=True).stdout.strip()
+    return run("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if run(
+        "status", "--porcelain", "--untracked-files=no") else "")
   except (OSError, subprocess.CalledProcessError):
-    commit = "unknown"
-  command = "python " + " ".join(sys.argv)
-  return (f"Command: `{command}`  \nCommit: {commit}  \nWall time: {(time.time() - start) / 60:.1f} min on "
-          f"{platform.machine()} ({_cores()} cores)\n")
+    return "unknown"
+
+
+def start() -> tuple[float, str]:
+  """(time, commit) when a table script starts: what provenance() reports."""
+  return time.time(), commit()
+
+
+def provenance(started: tuple[float, str]) -> str:
+  """The exact command, the commit the run started from and its wall time, for results.md."""
+  t0, at = started
+  return (f"Command: `python {' '.join(sys.argv)}`  \nCommit: {at}  \nWall time: {(time.time() - t0) / 60:.1f} min "
+          f"on {platform.machine()} ({_cores()} cores)\n")
 
 
 def _cores() -> int:

@@ -17,7 +17,6 @@ rerun, so an interrupted table resumes. Writes results.md, results.json, t1_visi
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +97,11 @@ def main():
   parser.add_argument("--scale", choices=common.SCALES, default="cpu")
   parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
   args = parser.parse_args()
-  start = time.time()
+  started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   results, shots = run(args.workdir, args.scale, args.seeds)
   plot(results, shots, args.workdir / "t1_vision_transfer.png")
-  text = (f"# T1: vision transfer ({args.scale} scale)\n\n{common.provenance(start)}\n"
+  text = (f"# T1: vision transfer ({args.scale} scale)\n\n{common.provenance(started)}\n"
           f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
           f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
           + "\n![T1](t1_vision_transfer.png)\n")

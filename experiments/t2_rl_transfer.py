@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import common
 from palmup import configs
 
 MODES = ("pretrained", "random", "scratch")
@@ -88,10 +89,10 @@ def fmt(stats: dict) -> str:
   return "no episode ended" if stats["mean"] is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}"
 
 
-def write_table(path: Path, results: dict, scale: str, encoder: str | None):
+def write_table(path: Path, results: dict, scale: str, encoder: str | None, provenance: str):
   """results: {task: {mode: rl_transfer record}} -> results.md."""
   any_run = next(iter(next(iter(results.values())).values()))
-  lines = [f"# T2: RL transfer ({scale} scale)", "",
+  lines = [f"# T2: RL transfer ({scale} scale)", "", provenance,
            f"Final return at the env-step budget (mean return of the episodes that ended in the last "
            f"{any_run['final_window_updates']} PPO updates), mean ± sample std over seeds. Encoder: "
            f"{encoder or 'none given (no pretrained column)'}; input {tuple(any_run['obs_shape'])}. "
@@ -145,6 +146,7 @@ def main(argv=None):
   parser.add_argument("--modes", default=",".join(MODES), help="a subset of " + ",".join(MODES))
   parser.add_argument("--seeds", type=int, default=None, help="overrides the scale's number of seeds")
   args = parser.parse_args(argv)
+  started = common.start()
   workdir = Path(args.workdir).expanduser().absolute()
   modes = [m for m in args.modes.split(",") if args.encoder or m != "pretrained"]
   results = {}
@@ -155,7 +157,7 @@ def main(argv=None):
       record = run_or_reuse(config, workdir / task / mode)
       results.setdefault(task, {})[mode] = record
       print(f"t2: {task} {mode}: final return {fmt(record['final_return'])}", flush=True)
-  write_table(workdir / "results.md", results, args.scale, args.encoder)
+  write_table(workdir / "results.md", results, args.scale, args.encoder, common.provenance(started))
   plot_curves(workdir / "returns.png", results)
   (workdir / "t2.json").write_text(json.dumps(results, indent=2) + "\n")
   print((workdir / "results.md").read_text())

@@ -17,7 +17,6 @@ Writes results.md, results.json and t3_dynamics_ablations.png.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import jax
@@ -134,12 +133,12 @@ def main():
   parser.add_argument("--workdir", type=Path, required=True)
   parser.add_argument("--scale", choices=common.SCALES, default="cpu")
   args = parser.parse_args()
-  start = time.time()
+  started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   rows, base, dataset, shots = run(args.workdir, args.scale)
   plot(rows, base, args.workdir / "t3_dynamics_ablations.png")
   num_envs, steps = SCALE[args.scale][:2]
-  text = (f"# T3: latent dynamics ablations ({args.scale} scale)\n\n{common.provenance(start)}\n"
+  text = (f"# T3: latent dynamics ablations ({args.scale} scale)\n\n{common.provenance(started)}\n"
           f"One parameter changed at a time from the default env of configs/pretrain_fashion_mnist.py. Statistics: "
           f"{num_envs} envs x {steps} steps of uniform random actions, all settings in one vmapped program. Probe: "
           f"one APT pretraining run per probed setting (one seed), scored on {dataset}; '-' = not probed.\n\n"

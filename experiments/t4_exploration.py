@@ -13,7 +13,6 @@ the agent, so class coverage measures the env, not the explorer.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +78,7 @@ def main():
   parser.add_argument("--scale", choices=common.SCALES, default="cpu")
   parser.add_argument("--from-t1", type=Path, default=None, help="a T1 workdir whose palm/random_actions runs to read")
   args = parser.parse_args()
-  start = time.time()
+  started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   if args.from_t1:
     runs = {name: sorted(args.from_t1.glob(f"{name}_seed*")) for name in EXPLORERS}
@@ -93,7 +92,7 @@ def main():
   data = curves(runs)
   plot(data, args.workdir / "t4_exploration.png")
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
-  text = (f"# T4: exploration, APT vs random actions\n\n{common.provenance(start)}\nFrom {source} "
+  text = (f"# T4: exploration, APT vs random actions\n\n{common.provenance(started)}\nFrom {source} "
           f"({', '.join(f'{k}: {len(v)} seeds' for k, v in runs.items())}). Means over the last quarter of "
           f"training, +- std over seeds.\n\n" + table(data) + "\n![T4](t4_exploration.png)\n")
   (args.workdir / "results.md").write_text(text)

@@ -191,6 +191,7 @@ def test_t2_tiny_writes_results_and_plot(tmp_path):
   params = learner.init(jax.random.PRNGKey(0), (16, 16, 1)).params
   save_encoder(tmp_path / "pre" / "encoder", ml_collections.ConfigDict({"learner": learner_config}), learner,
                params, (16, 16, 1))
+  sys.path.insert(0, str(ROOT / "experiments"))  # the table scripts import experiments/common.py
   t2 = runpy.run_path(str(ROOT / "experiments" / "t2_rl_transfer.py"))
   t2["main"](["--workdir", str(tmp_path / "t2"), "--scale", "tiny", "--tasks", "minatar_breakout",
               "--modes", "pretrained,scratch", "--encoder", str(tmp_path / "pre")])
