@@ -2,6 +2,7 @@
 writing results.md (with the command, commit and wall time) and plots."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import subprocess
@@ -91,3 +92,32 @@ def _cores() -> int:
 
 def write_json(path: Path, obj):
   Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+  """The table scripts' shared flags: --workdir and --scale."""
+  p = argparse.ArgumentParser(description=doc.split("\n")[0])
+  p.add_argument("--workdir", type=Path, required=True)
+  p.add_argument("--scale", choices=SCALES, default="cpu")
+  return p
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (no display needed)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def save_figure(fig, path: Path):
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  pyplot().close(fig)
+
+
+def write_results(workdir: Path, title: str, started: tuple[float, str], body: str):
+  """workdir/results.md: the title, provenance (command, commit, wall time), then body; printed too."""
+  text = f"# {title}\n\n{provenance(started)}\n{body}"
+  (Path(workdir) / "results.md").write_text(text)
+  print(text)

@@ -16,7 +16,6 @@ rerun, so an interrupted table resumes. Writes results.md, results.json, t1_visi
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +68,7 @@ def table(results, shots) -> str:
 
 
 def plot(results, shots, path: Path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = common.pyplot()
   datasets, methods = list(next(iter(results.values()))), list(results)
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
   width = 0.8 / len(methods)
@@ -86,27 +83,21 @@ def plot(results, shots, path: Path):
     lo = min(100 * np.min(results[m][d][kind]) for m in methods for d in datasets)
     ax.set_ylim(max(0, lo - 10), 100)
   axes[0].legend(fontsize=7, loc="lower left")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", type=Path, required=True)
-  parser.add_argument("--scale", choices=common.SCALES, default="cpu")
+  parser = common.parser(__doc__)
   parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   results, shots = run(args.workdir, args.scale, args.seeds)
   plot(results, shots, args.workdir / "t1_vision_transfer.png")
-  text = (f"# T1: vision transfer ({args.scale} scale)\n\n{common.provenance(started)}\n"
-          f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
-          f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
-          + "\n![T1](t1_vision_transfer.png)\n")
-  (args.workdir / "results.md").write_text(text)
-  print(text)
+  common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
+                       f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
+                       f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
+                       + "\n![T1](t1_vision_transfer.png)\n")
 
 
 if __name__ == "__main__":

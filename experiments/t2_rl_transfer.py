@@ -117,9 +117,7 @@ def write_table(path: Path, results: dict, scale: str, encoder: str | None, prov
 
 def plot_curves(path: Path, results: dict):
   """Return curves per task (one panel each): mean over seeds per mode, band +- 1 std."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = common.pyplot()
   fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
   for ax, (task, runs) in zip(axes[0], results.items()):
     for mode, r in runs.items():
@@ -132,9 +130,7 @@ def plot_curves(path: Path, results: dict):
       ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set(title=task, xlabel="env steps per seed", ylabel="episode return")
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main(argv=None):

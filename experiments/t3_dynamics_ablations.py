@@ -16,7 +16,6 @@ Writes results.md, results.json and t3_dynamics_ablations.png.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jax
@@ -107,9 +106,7 @@ def table(rows, shots) -> str:
 
 
 def plot(rows, base: dict, path: Path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = common.pyplot()
   fig, axes = plt.subplots(1, len(SWEEP), figsize=(3.6 * len(SWEEP), 3.2))
   for ax, field in zip(axes, SWEEP):
     pts = sorted([(float(r["value"]), r) for r in rows if r["field"] == field] + [(float(base[field]), rows[0])],
@@ -123,28 +120,22 @@ def plot(rows, base: dict, path: Path):
       twin = ax.twinx()
       twin.plot([x for x, _ in probed], [100 * r["probe_linear"] for _, r in probed], "s--", color="tab:red")
       twin.set_ylabel("probe top-1 %", color="tab:red")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", type=Path, required=True)
-  parser.add_argument("--scale", choices=common.SCALES, default="cpu")
-  args = parser.parse_args()
+  args = common.parser(__doc__).parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   rows, base, dataset, shots = run(args.workdir, args.scale)
   plot(rows, base, args.workdir / "t3_dynamics_ablations.png")
   num_envs, steps = SCALE[args.scale][:2]
-  text = (f"# T3: latent dynamics ablations ({args.scale} scale)\n\n{common.provenance(started)}\n"
-          f"One parameter changed at a time from the default env of configs/pretrain_fashion_mnist.py. Statistics: "
-          f"{num_envs} envs x {steps} steps of uniform random actions, all settings in one vmapped program. Probe: "
-          f"one APT pretraining run per probed setting (one seed), scored on {dataset}; '-' = not probed.\n\n"
-          + table(rows, shots) + "\n![T3](t3_dynamics_ablations.png)\n")
-  (args.workdir / "results.md").write_text(text)
-  print(text)
+  common.write_results(
+      args.workdir, f"T3: latent dynamics ablations ({args.scale} scale)", started,
+      f"One parameter changed at a time from the default env of configs/pretrain_fashion_mnist.py. Statistics: "
+      f"{num_envs} envs x {steps} steps of uniform random actions, all settings in one vmapped program. Probe: "
+      f"one APT pretraining run per probed setting (one seed), scored on {dataset}; '-' = not probed.\n\n"
+      + table(rows, shots) + "\n![T3](t3_dynamics_ablations.png)\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the agent, so class coverage measures the env, not the explorer.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +53,7 @@ def table(data) -> str:
 
 
 def plot(data, path: Path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = common.pyplot()
   fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
   for ax, m in zip(axes, METRICS):
     for name, metrics in data.items():
@@ -67,15 +64,11 @@ def plot(data, path: Path):
     ax.set_title(m)
     ax.set_xlabel("step")
   axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", type=Path, required=True)
-  parser.add_argument("--scale", choices=common.SCALES, default="cpu")
+  parser = common.parser(__doc__)
   parser.add_argument("--from-t1", type=Path, default=None, help="a T1 workdir whose palm/random_actions runs to read")
   args = parser.parse_args()
   started = common.start()
@@ -92,11 +85,10 @@ def main():
   data = curves(runs)
   plot(data, args.workdir / "t4_exploration.png")
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
-  text = (f"# T4: exploration, APT vs random actions\n\n{common.provenance(started)}\nFrom {source} "
-          f"({', '.join(f'{k}: {len(v)} seeds' for k, v in runs.items())}). Means over the last quarter of "
-          f"training, +- std over seeds.\n\n" + table(data) + "\n![T4](t4_exploration.png)\n")
-  (args.workdir / "results.md").write_text(text)
-  print(text)
+  common.write_results(args.workdir, "T4: exploration, APT vs random actions", started,
+                       f"From {source} ({', '.join(f'{k}: {len(v)} seeds' for k, v in runs.items())}). Means over "
+                       f"the last quarter of training, +- std over seeds.\n\n" + table(data)
+                       + "\n![T4](t4_exploration.png)\n")
 
 
 if __name__ == "__main__":
