@@ -7,7 +7,8 @@ encoder learns.
 Two parts, one parameter varied at a time around configs/pretrain_fashion_mnist.py's env:
   statistics  every setting at once: the env rollouts are vmapped over stacked EnvParams inside one
               jitted program (uniform random actions, num_envs envs, the first `steps` steps of an
-              episode): kNN entropy of the final latents (nats), their mean norm, the mean absolute
+              episode): kNN entropy of the latents after those steps (nats; a transient from the
+              initial N(0, noise_scale^2 I) latent, not a stationary value), their mean norm, the mean absolute
               change of consecutive frames (fraction of 255), the fraction of consecutive frames of
               the same class.
   probe       for the PROBED subset: a Palm pretraining run per setting (APT, one seed), then the
@@ -108,6 +109,8 @@ def table(rows, shots) -> str:
 def plot(rows, base: dict, path: Path):
   plt = common.pyplot()
   fig, axes = plt.subplots(1, len(SWEEP), figsize=(3.6 * len(SWEEP), 3.2))
+  accs = [100 * r["probe_linear"] for r in rows if "probe_linear" in r]
+  probe_range = (min(accs) - 1, max(accs) + 1) if accs else None  # one scale for every panel
   for ax, field in zip(axes, SWEEP):
     pts = sorted([(float(r["value"]), r) for r in rows if r["field"] == field] + [(float(base[field]), rows[0])],
                  key=lambda t: t[0])
@@ -120,6 +123,7 @@ def plot(rows, base: dict, path: Path):
       twin = ax.twinx()
       twin.plot([x for x, _ in probed], [100 * r["probe_linear"] for _, r in probed], "s--", color="tab:red")
       twin.set_ylabel("probe top-1 %", color="tab:red")
+      twin.set_ylim(*probe_range)
   common.save_figure(fig, path)
 
 
