@@ -1,10 +1,10 @@
-"""Per-tap conv weight gradient (palmup.nn.conv) vs XLA's, measured in the same process.
+"""im2col conv gradients (palmup.nn.conv) vs XLA's, measured in the same process.
 
     python benchmarks/conv_grad.py [--repeats 5] [--skip-gan]
 
 Prints, for a few conv layer shapes, the time of value-and-gradient (input and weight) with XLA's
-default rule and with the per-tap rule, and the same for one full GAN training step (D + G
-update, plain and R1) of configs/train_generator_fashion_mnist.py. Ratio > 1: per-tap is faster.
+default rule and with the im2col rule, and the same for one full GAN training step (D + G
+update, plain and R1) of configs/train_generator_fashion_mnist.py. Ratio > 1: im2col is faster.
 Timings alternate between the two variants and the median is reported (benchlib.median_seconds).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def layers(repeats):
     fns = [jax.jit(jax.grad(lambda x, w, f=fast: jnp.sum(conv2d(x, w, stride, fast_weight_grad=f) ** 2), (0, 1)))
            for fast in (False, True)]
     xla, tap = _median_pair(*fns, (x, w), (x, w), repeats)
-    print(f"conv {b}x{s}x{s}x{cin}->{cout} stride {stride}: xla {xla * 1e3:.1f} ms, per-tap {tap * 1e3:.1f} ms, "
+    print(f"conv {b}x{s}x{s}x{cin}->{cout} stride {stride}: xla {xla * 1e3:.1f} ms, im2col {tap * 1e3:.1f} ms, "
           f"ratio {xla / tap:.2f}")
 
 
@@ -58,7 +58,7 @@ def gan_step(repeats):
       runs.append((step, (state, images, labels)))
     xla, tap = _median_pair(runs[0][0], runs[1][0], runs[0][1], runs[1][1], repeats)
     print(f"GAN step ({'R1' if r1 else 'plain'}, batch {config.train.batch_size}): xla {xla:.3f} s, "
-          f"per-tap {tap:.3f} s, ratio {xla / tap:.2f}")
+          f"im2col {tap:.3f} s, ratio {xla / tap:.2f}")
 
 
 def main():

@@ -47,6 +47,7 @@ from palmup.data import datasets, transforms
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.explorer import DDPG, AgentState
 from palmup.learner import AUGMENT_MODES, Learner, LearnerState, contrastive_views
+from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.replay import STORAGES, Replay
 
@@ -72,6 +73,8 @@ def validate(config):
   cc.one_of(config, "replay.storage", STORAGES)
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
+  if "conv_grad" in config.learner.encoder:
+    cc.one_of(config, "learner.encoder.conv_grad", conv.GRADS)
   if config.explorer == "static":
     cc.require(config.learner.augment == "only", "learner.augment", config.learner.augment,
                "'only' when explorer='static' (i.i.d. samples have no temporal partner)")

@@ -42,7 +42,7 @@ class Classifier(nn.Module):
   @nn.compact
   def __call__(self, x):
     for w in self.widths:
-      x = nn.relu(Conv(w, kernel_size=3, stride=2, fast_weight_grad=True)(x))
+      x = nn.relu(Conv(w, kernel_size=3, stride=2, grad="taps")(x))
     features = nn.relu(nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_classes)(features), features
 

@@ -33,6 +33,11 @@ def _block_channels(channels: Sequence[int], resolution: int) -> list[tuple[int,
   return [(4 * 2**i, c) for i, c in enumerate(channels)]
 
 
+
+def _conv_grad(fast_weight_grad: bool) -> str:
+  """The conv gradient rule (palmup.nn.conv) of the GAN's `fast_weight_grad` switch."""
+  return "taps" if fast_weight_grad else "xla"
+
 class StyleGenerator(nn.Module):
   """(z[B, latent_dim], y[B] int) -> images[B, resolution, resolution, out_channels] in [-1, 1]."""
   num_classes: int
@@ -62,9 +67,9 @@ class StyleGenerator(nn.Module):
     for res, ch in blocks:
       if res > 4:
         x = upsample2x(x)
-      x = lrelu(ModulatedConv(ch, fast_weight_grad=self.fast_weight_grad, name=f"conv{res}_0")(x, w))
+      x = lrelu(ModulatedConv(ch, grad=_conv_grad(self.fast_weight_grad), name=f"conv{res}_0")(x, w))
       if res > 4:
-        x = lrelu(ModulatedConv(ch, fast_weight_grad=self.fast_weight_grad, name=f"conv{res}_1")(x, w))
+        x = lrelu(ModulatedConv(ch, grad=_conv_grad(self.fast_weight_grad), name=f"conv{res}_1")(x, w))
       out = ModulatedConv(self.out_channels, kernel_size=1, demodulate=False, name=f"torgb{res}")(x, w)
       rgb = out if rgb is None else upsample2x(rgb) + out
     return jnp.tanh(rgb)
@@ -80,7 +85,7 @@ class ProjectionDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x, y):
     blocks = _block_channels(self.channels, x.shape[1])
-    conv = lambda ch, name, k=3: Conv(ch, kernel_size=k, fast_weight_grad=self.fast_weight_grad,
+    conv = lambda ch, name, k=3: Conv(ch, kernel_size=k, grad=_conv_grad(self.fast_weight_grad),
                                       name=name)
     h = lrelu(conv(blocks[-1][1], "fromrgb", k=1)(x))
     for (res, ch), (_, ch_next) in zip(blocks[:0:-1], blocks[-2::-1]):

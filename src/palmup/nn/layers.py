@@ -32,13 +32,13 @@ class Conv(nn.Module):
   kernel_size: int = 3
   stride: int = 1
   use_bias: bool = True
-  fast_weight_grad: bool = False
+  grad: str = "xla"  # conv2d's gradient rule: "xla", "taps" or "im2col"
 
   @nn.compact
   def __call__(self, x):
     k, cin = self.kernel_size, x.shape[-1]
     w = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
-    y = conv2d(x, w / jnp.sqrt(k * k * cin), self.stride, fast_weight_grad=self.fast_weight_grad)
+    y = conv2d(x, w / jnp.sqrt(k * k * cin), self.stride, grad=self.grad)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y
@@ -54,7 +54,7 @@ class ModulatedConv(nn.Module):
   features: int
   kernel_size: int = 3
   demodulate: bool = True
-  fast_weight_grad: bool = False
+  grad: str = "xla"
 
   @nn.compact
   def __call__(self, x, w_latent):
@@ -62,7 +62,7 @@ class ModulatedConv(nn.Module):
     styles = Dense(cin, bias_init=1.0, name="affine")(w_latent)  # [B, Cin]
     kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
     kernel = kernel / jnp.sqrt(k * k * cin)
-    y = conv2d(x * styles[:, None, None, :], kernel, 1, fast_weight_grad=self.fast_weight_grad)
+    y = conv2d(x * styles[:, None, None, :], kernel, 1, grad=self.grad)
     if self.demodulate:
       sq = jnp.sum(jnp.square(kernel), axis=(0, 1))  # [Cin, Cout]
       y = y * jax.lax.rsqrt(jnp.square(styles) @ sq + 1e-8)[:, None, None, :]
