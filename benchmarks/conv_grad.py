@@ -1,11 +1,12 @@
-"""im2col conv gradients (palmup.nn.conv) vs XLA's, measured in the same process.
+"""The conv gradient rules of palmup.nn.conv (per-tap, im2col) vs XLA's, same process.
 
     python benchmarks/conv_grad.py [--repeats 5] [--skip-gan]
 
 Prints, for a few conv layer shapes, the time of value-and-gradient (input and weight) with XLA's
-default rule and with the im2col rule, and the same for one full GAN training step (D + G
-update, plain and R1) of configs/train_generator_fashion_mnist.py. Ratio > 1: im2col is faster.
-Timings alternate between the two variants and the median is reported (benchlib.median_seconds).
+rule over that with each of palmup's rules (> 1: palmup's is faster), and the same for one full
+GAN training step (D + G update, plain and R1) of configs/train_generator_fashion_mnist.py with
+its `fast_weight_grad` switch (per-tap) off and on. Timings alternate between the variants and
+the median is reported (benchlib.median_seconds).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 import benchlib
-from palmup.nn.conv import conv2d
+from palmup.nn.conv import GRADS, conv2d
 
 LAYERS = [  # (batch, size, cin, cout, stride)
     (64, 32, 32, 32, 1), (64, 16, 64, 64, 1), (64, 32, 32, 64, 2), (64, 8, 128, 128, 1), (64, 32, 1, 32, 1)]
@@ -33,11 +34,12 @@ def layers(repeats):
   for b, s, cin, cout, stride in LAYERS:
     x = jax.random.normal(jax.random.PRNGKey(0), (b, s, s, cin))
     w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, cin, cout)) * 0.1
-    fns = [jax.jit(jax.grad(lambda x, w, f=fast: jnp.sum(conv2d(x, w, stride, fast_weight_grad=f) ** 2), (0, 1)))
-           for fast in (False, True)]
-    xla, tap = _median_pair(*fns, (x, w), (x, w), repeats)
-    print(f"conv {b}x{s}x{s}x{cin}->{cout} stride {stride}: xla {xla * 1e3:.1f} ms, im2col {tap * 1e3:.1f} ms, "
-          f"ratio {xla / tap:.2f}")
+    calls = {rule: functools.partial(jax.jit(jax.grad(
+        lambda x, w, r=rule: jnp.sum(conv2d(x, w, stride, grad=r) ** 2), (0, 1))), x, w) for rule in GRADS}
+    t = benchlib.median_seconds(calls, repeats)
+    print(f"conv {b}x{s}x{s}x{cin}->{cout} stride {stride}: "
+          + ", ".join(f"{r} {t[r] * 1e3:.1f} ms" for r in GRADS)
+          + "; xla / taps " + f"{t['xla'] / t['taps']:.2f}, xla / im2col {t['xla'] / t['im2col']:.2f}")
 
 
 def gan_step(repeats):
@@ -58,7 +60,7 @@ def gan_step(repeats):
       runs.append((step, (state, images, labels)))
     xla, tap = _median_pair(runs[0][0], runs[1][0], runs[0][1], runs[1][1], repeats)
     print(f"GAN step ({'R1' if r1 else 'plain'}, batch {config.train.batch_size}): xla {xla:.3f} s, "
-          f"im2col {tap:.3f} s, ratio {xla / tap:.2f}")
+          f"taps {tap:.3f} s, xla / taps {xla / tap:.2f}")
 
 
 def main():

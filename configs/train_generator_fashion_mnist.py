@@ -20,7 +20,7 @@ def get_config():
       mapping_layers=2,
       channels=(128, 128, 64, 32),    # generator widths at 4, 8, 16, 32
       d_channels=(128, 128, 64, 32),  # discriminator widths at 4, 8, 16, 32
-      fast_weight_grad=True,    # per-tap conv weight gradient (palmup.nn.conv); see benchmarks/conv_grad.py
+      fast_weight_grad=True,    # per-tap conv weight gradient (palmup.nn.conv, grad="taps"); see benchmarks/conv_grad.py
   )
   c.train = dict(batch_size=64, steps=4000, lr=0.002, beta1=0.0, r1_gamma=0.1, r1_every=16,
                  ema_kimg=10.0, ema_rampup=0.05)
