@@ -19,7 +19,7 @@ def get_config():
   c.num_envs = 2048
   c.replay.update(storage="latents", capacity=512, batch_size=1024)
   c.learner.encoder.update(name="resnet50", stem="imagenet", width=64)
-  c.learner.update(head_hidden=2048, head_out=128, lr=3e-4)
+  c.learner.update(head_hidden=2048, head_out=128, lr=3e-4, dtype="bfloat16")  # bf16 compute, f32 params
   c.agent.update(hidden=1024)
   c.train.update(steps=200_000, chunk_steps=100, warmup_steps=8, checkpoint_every=10, keep_checkpoints=3)
   c.log.strip_every = 20

@@ -32,7 +32,7 @@ def get_config():
   c.learner = dict(
       encoder=dict(name="conv", widths=(32, 64, 128, 256), features=256, conv_grad="im2col", stem="cifar",
                    width=64),
-      head_hidden=256, head_out=128, temperature=0.5, lr=1e-3, weight_decay=1e-6,
+      dtype="float32", head_hidden=256, head_out=128, temperature=0.5, lr=1e-3, weight_decay=1e-6,
       pair_offset=4, augment="none", crop_min=0.3, jitter=0.4)
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2)

@@ -86,11 +86,26 @@ def test_td3_delays_actor_and_target_updates():
   assert changed(s1.critic, s2.critic) and not changed(s1.actor_target, s2.actor_target)
 
 
-def _learner():
+def _learner(**overrides):
   cfg = ml_collections.ConfigDict(dict(
       encoder=dict(name="conv", widths=(8, 16), features=16, stem="cifar", width=8), head_hidden=16,
-      head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none"))
+      head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", **overrides))
   return Learner(cfg, num_classes=3)
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
+  f32, bf16 = _learner(dtype="float32"), _learner(dtype="bfloat16")
+  state = f32.init(jax.random.PRNGKey(0), (8, 8, 1))
+  a, b = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 8, 8, 1), minval=-1)
+  labels, valid = jnp.arange(16) % 3, jnp.ones(16, bool)
+  assert "bf16[" in str(jax.make_jaxpr(lambda p: bf16.apply(p, a))(state.params))
+  assert "bf16[" not in str(jax.make_jaxpr(lambda p: f32.apply(p, a))(state.params))
+  (s32, m32), (s16, m16) = (learner.update(state, a, b, labels, valid) for learner in (f32, bf16))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((s16.params, s16.opt_state))
+             if jnp.issubdtype(leaf.dtype, jnp.floating))
+  assert bf16.features(s16.params, (a * 127 + 128).astype(jnp.uint8)).dtype == jnp.float32
+  np.testing.assert_allclose(m16["ntxent"], m32["ntxent"], rtol=0.02)  # bf16 rounding, not a different loss
+  assert float(m16["ntxent"]) != float(m32["ntxent"])
 
 
 def test_probe_gradient_never_reaches_the_encoder():

@@ -163,6 +163,7 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
     ({"apt.k": 99}, r"config.apt.k=99 is invalid; valid: <= replay.batch_size=16"),
     ({"replay.storage": "jpeg"}, r"config.replay.storage='jpeg'"),
     ({"learner.encoder.name": "vit"}, r"config.learner.encoder.name='vit'"),
+    ({"learner.dtype": "float16"}, r"config.learner.dtype='float16' is invalid; valid: one of 'float32', 'bfloat16'"),
     ({"learner.encoder.conv_grad": "fast"}, r"config.learner.encoder.conv_grad='fast' is invalid; valid: one of"),
     ({"train.warmup_steps": 1}, r"config.train.warmup_steps=1 is invalid; valid: >= the sequence length 4"),
     ({"static_source": "digits"}, r"config.static_source='digits' is invalid; valid: 'generator' when explorer='apt'"),

@@ -25,6 +25,7 @@ from palmup.nn.encoders import ProjectionHead, make_encoder
 from palmup.replay import same_episode
 
 AUGMENT_MODES = ("none", "add", "only")
+DTYPES = ("float32", "bfloat16")  # learner.dtype: the compute dtype of encoder and head
 
 
 class Representation(nn.Module):
@@ -79,16 +80,26 @@ class Learner:
     params = self.model.init(key, jnp.zeros((1,) + tuple(obs_shape)))
     return LearnerState(params, self.optimizer.init(params))
 
+  def apply(self, params, images):
+    """images float [B, H, W, C] -> (features, projections, probe logits), float32. With
+    config.dtype="bfloat16" the float32 parameters and the images are cast to bfloat16 for the
+    forward pass (gradients flow back to float32 parameters, optimiser state stays float32)."""
+    dtype = jnp.dtype(self.config.get("dtype", "float32"))
+    if dtype != jnp.float32:
+      params = jax.tree.map(lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+      images = images.astype(dtype)
+    return jax.tree.map(lambda a: a.astype(jnp.float32), self.model.apply(params, images))
+
   def features(self, params, obs) -> jax.Array:
     """uint8 obs [B, H, W, C] -> encoder features [B, D], detached (for the explorer and probes)."""
-    return jax.lax.stop_gradient(self.model.apply(params, transforms.to_float(obs))[0])
+    return jax.lax.stop_gradient(self.apply(params, transforms.to_float(obs))[0])
 
   def update(self, state: LearnerState, view_a, view_b, labels, valid):
     """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels."""
     n = view_a.shape[0]
 
     def loss_fn(params):
-      h, z, logits = self.model.apply(params, jnp.concatenate([view_a, view_b]))
+      h, z, logits = self.apply(params, jnp.concatenate([view_a, view_b]))
       contrastive = ntxent(z[:n], z[n:], self.config.temperature, valid)
       probe = optax.softmax_cross_entropy_with_integer_labels(logits[:n], labels).mean()
       accuracy = jnp.mean(jnp.argmax(logits[:n], -1) == labels)

@@ -46,7 +46,7 @@ from palmup import apt, config_checks as cc, generators, sharding, viz, workdir 
 from palmup.data import datasets, transforms
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.explorer import DDPG, AgentState
-from palmup.learner import AUGMENT_MODES, Learner, LearnerState, contrastive_views
+from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.replay import STORAGES, Replay
@@ -73,6 +73,7 @@ def validate(config):
   cc.one_of(config, "replay.storage", STORAGES)
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
+  cc.one_of(config, "learner.dtype", DTYPES)
   if "conv_grad" in config.learner.encoder:
     cc.one_of(config, "learner.encoder.conv_grad", conv.GRADS)
   if config.explorer == "static":

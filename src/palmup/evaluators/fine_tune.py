@@ -16,8 +16,7 @@ from palmup.data import transforms
 def fine_tune(learner, params, obs_shape, train_images, train_labels, test_images, test_labels,
               num_classes: int, cfg, seed: int = 0) -> dict:
   """-> {"test_accuracy", "final_loss"} after cfg.steps steps of batch cfg.batch_size at cfg.lr."""
-  model = learner.model
-  features = lambda p, obs: model.apply(p, transforms.to_float(obs))[0]
+  features = lambda p, obs: learner.apply(p, transforms.to_float(obs))[0]
   dim = jax.eval_shape(features, params, jnp.zeros((1,) + tuple(obs_shape), jnp.uint8)).shape[-1]
   variables = {"encoder": params, "head": (jnp.zeros((dim, num_classes)), jnp.zeros(num_classes))}
   opt = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
