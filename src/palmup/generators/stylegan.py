@@ -33,10 +33,10 @@ def _block_channels(channels: Sequence[int], resolution: int) -> list[tuple[int,
   return [(4 * 2**i, c) for i, c in enumerate(channels)]
 
 
-
 def _conv_grad(fast_weight_grad: bool) -> str:
   """The conv gradient rule (palmup.nn.conv) of the GAN's `fast_weight_grad` switch."""
   return "taps" if fast_weight_grad else "xla"
+
 
 class StyleGenerator(nn.Module):
   """(z[B, latent_dim], y[B] int) -> images[B, resolution, resolution, out_channels] in [-1, 1]."""

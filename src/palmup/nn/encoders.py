@@ -111,7 +111,7 @@ def make_encoder(config) -> nn.Module:
   """The encoder a config names: config.name in ENCODERS; conv: widths, features, conv_grad
   (optional, default "im2col"); resnets: stem, width (base channels)."""
   if config.name == "conv":
-    return ConvEncoder(tuple(config.widths), config.features, config.get("conv_grad", "im2col"))
+    return ConvEncoder(tuple(config.widths), config.features, config.get("conv_grad", ConvEncoder.conv_grad))
   if config.name.startswith("resnet") and config.name in ENCODERS:
     return ResNet(int(config.name[len("resnet"):]), stem=config.stem, width=config.width)
   raise ValueError(f"encoder.name must be one of {ENCODERS}, got {config.name!r}")
