@@ -153,7 +153,8 @@ def compiled_parts(setup: Pretrain):
   key = jax.device_put(jax.random.PRNGKey(2), rep)
   inputs = {  # part -> (its arguments, its out_shardings)
       "act": lambda: ((state, key), split),
-      "env_stats": lambda: ((state,), rep),
+      "env_stats": lambda: ((state, action()), rep),
+      "visits": lambda: ((state,), rep),
       "add": lambda: ((state, action()), sh.buffer),
       "env_step": lambda: ((state, action(), key), (sh.env_state, sh.obs)),
       "sample": lambda: ((state.buffer, key), split),

@@ -34,11 +34,18 @@ def get_config():
                    width=64),
       dtype="float32", head_hidden=256, head_out=128, temperature=0.5, lr=1e-3, weight_decay=1e-6,
       pair_offset=4, augment="none", crop_min=0.3, jitter=0.4)
+  # seed_steps: loop steps of uniform actions before the actor acts (URLB: 4,000 frames), counted
+  # after train.warmup_steps; the agent updates during them.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
-                 std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2)
+                 std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
+                 seed_steps=50)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4)
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2)
-  c.log = dict(entropy_k=3, strip_every=4, strip_envs=4, strip_pairs=8, scale=2)
+  # judge: the frozen classifier whose feature space measures exploration per chunk
+  # (palmup.evaluators.exploration; "" for none), judge_reference: real test images per class it
+  # compares the visited frames with (coverage).
+  c.log = dict(entropy_k=3, strip_every=4, strip_envs=4, strip_pairs=8, scale=2,
+               judge="builtin:fashion_mnist_32", judge_reference=200)
   # End-of-run probes on real data (logistic, ridge, few-shot), against the same encoder at
   # eval.random_seeds random inits.
   c.eval = probe_config(enabled=True, dataset="fashion_mnist")  # see palmup.evaluate.probe_config

@@ -32,7 +32,7 @@ def report(tmp_path_factory):
   generators.save(tmp / "gen", *tiny_generator())
   (tmp / "tiny.py").write_text(
       "from palmup import configs\n\n\ndef get_config():\n"
-      f"  return configs.load('pretrain_tiny', generator={str(tmp / 'gen')!r})\n")
+      f"  return configs.load('pretrain_tiny', generator={str(tmp / 'gen')!r}, **{{'log.judge': ''}})\n")
   run_all.main(["--quick", "--out", str(tmp), "--config", str(tmp / "tiny.py"), "--set", f"env.generators={tmp / 'gen'}",
                 "--only", ",".join(n for n in run_all.BENCHMARKS if n != "scaling")])
   return json.loads((tmp / "bench.json").read_text()), (tmp / "bench.md").read_text()

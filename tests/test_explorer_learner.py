@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from palmup import apt
-from palmup.explorer import DDPG
+from palmup.explorer import DDPG, action_stats, straight_through_clip
 from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
-             std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2)
+             std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0)
 
 
 def _agent(running_mean=False, **overrides):
@@ -42,9 +42,55 @@ def test_exploration_std_follows_its_linear_schedule():
   agent = _agent()
   np.testing.assert_allclose([agent.std(s) for s in (0, 50, 100, 1000)], [0.5, 0.3, 0.1, 0.1], rtol=1e-6)
   state = agent.init(jax.random.PRNGKey(0), 6)
-  a = agent.act(state, jnp.zeros((1000, 6)), jax.random.PRNGKey(1), 0)
   mean = agent.actor.apply(state.actor, jnp.zeros((1, 6)))
-  assert float(jnp.max(jnp.abs(a - mean))) <= 0.3 + 1e-6 and float(jnp.max(jnp.abs(a))) <= 1.0
+  for step, std in ((0, 0.5), (100, 0.1)):
+    a = agent.act(state, jnp.zeros((4000, 6)), jax.random.PRNGKey(1), step)
+    np.testing.assert_allclose(np.std(a - mean), std, rtol=0.1)
+
+
+def test_acting_noise_is_unclipped_as_urlbs():
+  agent = _agent(std_start=0.5, std_end=0.5)
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  a = agent.act(state, jnp.zeros((4000, 6)), jax.random.PRNGKey(1), 0)
+  offset = np.asarray(a - agent.actor.apply(state.actor, jnp.zeros((1, 6))))
+  assert np.abs(offset).max() > 0.6 and np.abs(a).max() <= 1.0  # noise beyond std_clip=0.3 reaches the env
+  np.testing.assert_allclose(offset.std(), 0.5, atol=0.03)  # the actor's mean is ~0 at init: few clamped
+
+
+def test_straight_through_clip_clamps_forward_and_passes_gradient_beyond_the_bounds():
+  x = jnp.array([-3.0, -0.5, 0.2, 1.7])
+  np.testing.assert_array_equal(straight_through_clip(x), jnp.clip(x, -1, 1))
+  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(3.0 * straight_through_clip(v)))(x), [3.0] * 4)
+  # In the actor loss: an actor whose mean is saturated still gets a gradient (a hard clip gives 0).
+  agent = _agent(std_start=0.3, std_end=0.3)
+  mean = jnp.full((64, 3), 0.999)
+  grad = jax.grad(lambda m: jnp.sum(agent._noisy(jax.random.PRNGKey(0), m, 0.3)))(mean)
+  hard = jax.grad(lambda m: jnp.sum(jnp.clip(m + 0.3 * jax.random.normal(jax.random.PRNGKey(0), m.shape), -1, 1)))(mean)
+  assert float(jnp.min(grad)) == 1.0 and float(jnp.mean(hard == 0)) > 0.4
+
+
+def test_seed_phase_acts_uniformly_whatever_the_actor():
+  agent = _agent(seed_steps=10, std_start=0.0, std_end=0.0)
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  collapsed = jax.tree.map(jnp.zeros_like, state.actor)
+  collapsed["params"]["Dense_2"]["bias"] = jnp.full((3,), 5.0)  # tanh(5): every env, every feature
+  state = state.replace(actor=collapsed)
+  features = jax.random.normal(jax.random.PRNGKey(1), (4000, 6))
+  seed, after = (agent.act(state, features, jax.random.PRNGKey(2), step) for step in (9, 10))
+  np.testing.assert_allclose(seed.mean(0), 0.0, atol=0.05)
+  np.testing.assert_allclose(seed.std(0), 1 / np.sqrt(3), atol=0.02)  # U(-1, 1)
+  assert float(seed.min()) >= -1 and float(seed.max()) <= 1
+  np.testing.assert_allclose(after, np.tanh(5.0), rtol=1e-6)  # then the (collapsed) actor acts
+
+
+def test_action_stats_tell_a_collapsed_policy_from_a_spread_one():
+  same = jnp.tile(jnp.array([[0.999, -1.0, 0.995, 1.0]]), (64, 1))
+  uniform = jax.random.uniform(jax.random.PRNGKey(0), (64, 4), minval=-1, maxval=1)
+  collapsed, spread = action_stats(same), action_stats(uniform)
+  assert float(collapsed["std"]) < 1e-6 and float(collapsed["saturation"]) == 1.0
+  np.testing.assert_allclose(collapsed["cosine"], 1.0, rtol=1e-5)
+  assert 0.5 < float(spread["std"]) < 0.65 and float(spread["saturation"]) < 0.02
+  assert abs(float(spread["cosine"])) < 0.1
 
 
 def test_critic_ignores_sequences_that_cross_a_reset():

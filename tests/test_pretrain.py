@@ -14,7 +14,8 @@ from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
 
 def tiny_config(gen_dir=None, **overrides):
-  config = load_config("pretrain_tiny", **overrides)
+  """The tiny config; no judge (the tiny generator has 3 classes, the shipped judge 10)."""
+  config = load_config("pretrain_tiny", **{"log.judge": "", **overrides})
   if gen_dir is not None:
     config.generator = str(gen_dir)
   return config
@@ -63,6 +64,28 @@ def test_every_explorer_runs_and_updates(env, explorer, augment):
     assert state.agent is None
   for key in ("ntxent", "probe_acc", "knn_entropy", "class_coverage", "latent_norm"):
     assert key in rows[-1]
+
+
+def test_collapsed_actor_reads_as_collapsed_on_the_logged_diagnostics(env):
+  """An actor that gives every env the same saturated action (zero weights, bias 5) reads as
+  collapsed (policy/action std 0, saturation 1, pairwise cosine 1); uniform actions do not."""
+  config = tiny_config(**{"agent.seed_steps": 0, "agent.std_start": 0.0, "agent.std_end": 0.0,
+                          "agent.lr": 1e-7})
+  pretrain.validate(config)
+  init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
+  state = init(jax.random.PRNGKey(0))
+  actor = jax.tree.map(np.zeros_like, jax.device_get(state.agent.actor))
+  actor["params"]["Dense_2"]["bias"] = np.full(env.latent_dim, 5.0, np.float32)
+  state, collapsed, _ = chunk(state.replace(agent=state.agent.replace(actor=actor)))
+  for who in ("policy", "action"):
+    assert float(collapsed[f"{who}_std"]) < 1e-3 and float(collapsed[f"{who}_saturation"]) == 1.0
+    np.testing.assert_allclose(float(collapsed[f"{who}_cosine"]), 1.0, atol=1e-4)
+  _, _, rows, _ = _run_chunks(tiny_config(explorer="random"), env, 1)
+  assert rows[0]["action_std"] > 0.5 and abs(rows[0]["action_cosine"]) < 0.15
+  assert rows[0]["action_saturation"] < 0.05
+  for key in ("dq_da_norm", "q", "q_target", "critic_loss", "intrinsic_reward", "intrinsic_reward_std"):
+    assert np.isfinite(float(collapsed[key]))
+  assert float(collapsed["apt_objective"]) > 0 and rows[0]["apt_objective"] > 0
 
 
 def test_static_baseline_on_real_images_draws_the_datasets_images(env):

@@ -3,9 +3,15 @@ reward `palmup.apt.particle_reward` of encoder features, for latent-sized contin
 
 Inputs are encoder features the caller has already detached (the learner's encoder; RL gradients
 never reach it). Actor and critic each have URLB's trunk (Dense(feature_dim), LayerNorm, tanh)
-then an MLP; the critic has two Q heads and uses their minimum. The actor is tanh-bounded; its
-exploration noise N(0, std(step)^2) is clipped to +-std_clip (std linear from std_start to std_end
-over std_decay_steps).
+then an MLP; the critic has two Q heads and uses their minimum. The actor's mean is tanh-bounded;
+noise N(0, std(step)^2) is added as URLB's TruncatedNormal does (std linear from std_start to
+std_end over std_decay_steps):
+  acting:          mean + noise, noise unclipped, the sum clamped to [-1, 1];
+  actor / target:  mean + clip(noise, +-std_clip), clamped to [-1, 1] with a straight-through
+                   gradient (`straight_through_clip`): a hard clip inside the actor loss has zero
+                   gradient wherever the noisy action leaves [-1, 1], which makes saturation absorbing.
+`act` is uniform on [-1, 1] for the first seed_steps loop steps, as URLB's seed frames are (the
+agent still updates during them, off-policy, so the critic starts from varied actions).
 
 Rewards and n-step returns are computed at update time on a replayed sequence of n + 1 frames:
 r_i = particle_reward(features of frame i+1 over the batch), R = sum_{i<n} gamma^i r_i, target
@@ -26,6 +32,24 @@ import optax
 
 from palmup import apt
 from palmup.replay import same_episode
+
+
+def straight_through_clip(x, low: float = -1.0, high: float = 1.0) -> jax.Array:
+  """clip(x, low, high) in the forward pass, the identity's gradient in the backward pass."""
+  return x + jax.lax.stop_gradient(jnp.clip(x, low, high) - x)
+
+
+def action_stats(actions) -> dict[str, jax.Array]:
+  """Collapse diagnostics of actions [B, A] taken in B envs at one step:
+  std: across-env std per dimension, averaged over dimensions (a constant policy gives 0; U(-1, 1)
+       gives 0.577); saturation: fraction of components with |a| > 0.99; cosine: mean pairwise
+  cosine between different envs' actions (1 when every env gets the same direction, ~0 for U(-1, 1))."""
+  b = actions.shape[0]
+  unit = actions / jnp.maximum(jnp.linalg.norm(actions, axis=-1, keepdims=True), 1e-8)
+  gram = unit @ unit.T
+  cosine = (jnp.sum(gram) - jnp.trace(gram)) / max(b * (b - 1), 1)
+  return {"std": jnp.mean(jnp.std(actions, axis=0)), "saturation": jnp.mean(jnp.abs(actions) > 0.99),
+          "cosine": cosine}
 
 
 class _Trunk(nn.Module):
@@ -111,12 +135,18 @@ class DDPG:
     return c.std_start + frac * (c.std_end - c.std_start)
 
   def _noisy(self, key, mean, std):
+    """mean + clip(noise, +-std_clip), clamped to [-1, 1] with a straight-through gradient."""
     noise = jnp.clip(std * jax.random.normal(key, mean.shape), -self.config.std_clip, self.config.std_clip)
-    return jnp.clip(mean + noise, -1.0, 1.0)
+    return straight_through_clip(mean + noise)
 
   def act(self, state: AgentState, features, key, step) -> jax.Array:
-    """Exploration actions [B, action_dim] for features [B, D]."""
-    return self._noisy(key, self.actor.apply(state.actor, features), self.std(step))
+    """Exploration actions [B, action_dim] for features [B, D]: uniform on [-1, 1] for the first
+    config.seed_steps steps, then the actor's mean plus unclipped noise, clamped to [-1, 1]."""
+    mean = self.actor.apply(state.actor, features)
+    k_noise, k_seed = jax.random.split(key)
+    policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
+    uniform = jax.random.uniform(k_seed, mean.shape, minval=-1.0, maxval=1.0)
+    return jnp.where(step < self.config.seed_steps, uniform, policy)
 
   def rewards(self, features, reward_mean: apt.RunningMean):
     """features [B, n+1, D] -> APT rewards [B, n] for frames 1..n, and the updated running mean."""
@@ -161,6 +191,8 @@ class DDPG:
       return -jnp.mean(jnp.minimum(q1, q2))
 
     a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor)
+    policy = self.actor.apply(state.actor, h0)
+    dq_da = jax.grad(lambda a: jnp.sum(jnp.minimum(*self.critic.apply(critic, h0, a))))(policy)
     a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
     actor = optax.apply_updates(state.actor, a_updates)
     delay = c.policy_delay if c.td3 else 1
@@ -172,6 +204,7 @@ class DDPG:
     actor_target = pick(soft(state.actor_target, actor), state.actor_target)
     new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
                      state.updates + 1)
-    metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "intrinsic_reward": jnp.mean(reward),
-               "exploration_std": std}
+    metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "q_target": jnp.mean(target),
+               "dq_da_norm": jnp.mean(jnp.linalg.norm(dq_da, axis=-1)), "intrinsic_reward": jnp.mean(reward),
+               "intrinsic_reward_std": jnp.std(reward), "exploration_std": std}
     return new, metrics

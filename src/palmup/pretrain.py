@@ -45,7 +45,8 @@ import numpy as np
 from palmup import apt, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
 from palmup.env import EnvState, LatentEnv, params_from_config
-from palmup.explorer import DDPG, AgentState
+from palmup.evaluators import exploration
+from palmup.explorer import DDPG, AgentState, action_stats
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
@@ -92,6 +93,13 @@ def validate(config):
              f"<= replay.batch_size={config.replay.batch_size} (neighbours come from the batch)")
   cc.require(config.log.entropy_k < config.num_envs, "log.entropy_k", config.log.entropy_k,
              f"< num_envs={config.num_envs}")
+  cc.positive(config, "agent.seed_steps", allow_zero=True)
+  cc.positive(config, "log.judge_reference")
+  if config.log.judge:
+    try:
+      exploration.resolve(config.log.judge)
+    except FileNotFoundError as e:
+      raise cc.ConfigError(f"config.log.judge={config.log.judge!r} is invalid: {e}; or '' for none") from None
   length = sequence_length(config)
   cc.require(config.replay.capacity >= length + 1, "replay.capacity", config.replay.capacity,
              f">= {length + 1} (sequences of {length} frames plus the write head)")
@@ -125,6 +133,23 @@ def _prepared_train_split(name: str, obs_shape) -> datasets.ArrayDataset:
   return dataclasses.replace(ds, images=transforms.prepare_all(ds.images, obs_shape))
 
 
+@functools.lru_cache(maxsize=2)
+def _judge(name: str, per_class: int) -> tuple[exploration.Judge, exploration.Reference]:
+  judge = exploration.load(name)
+  return judge, exploration.reference(judge, per_class)
+
+
+def judge_for(config, env: LatentEnv) -> tuple[exploration.Judge, exploration.Reference] | None:
+  """(judge, its real reference) for the play explorers when config.log.judge names one, else None."""
+  if not config.log.judge or config.explorer == "static":
+    return None
+  judge, ref = _judge(config.log.judge, config.log.judge_reference)
+  cc.require(judge.num_classes == env.num_classes, "log.judge", config.log.judge,
+             f"a judge of the generator's {env.num_classes} classes (this one has {judge.num_classes}), "
+             "or '' for none")
+  return judge, ref
+
+
 def build(config, env: LatentEnv):
   """(learner, agent or None, replay or None) for a validated config."""
   source = real_source(config, env.observation_shape)
@@ -140,7 +165,8 @@ def build(config, env: LatentEnv):
 def make_pretrain(config, env: LatentEnv, mesh=None):
   """-> (init(key) -> PretrainState, chunk(state) -> (state, metrics, strips)), both pure.
 
-  metrics: scalars averaged over the chunk's steps. strips: {"trajectory": uint8 [T, S, H, W, C]
+  metrics: scalars averaged over the chunk's steps, plus (with a judge, `judge_for`) the exploration
+  metrics of all the frames the chunk visited (palmup.evaluators.exploration). strips: {"trajectory": uint8 [T, S, H, W, C]
   (the first S envs at every step), "pairs": uint8 [2, P, H, W, C] (the last step's positive pairs)}.
   """
   init, chunk, _ = _make(config, env, mesh)
@@ -152,12 +178,13 @@ def step_parts(config, env: LatentEnv, mesh=None) -> dict:
   `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py):
 
     act(state, key) -> actions [num_envs, d]: the APT actor on detached features, or U(-1, 1)
-    env_stats(state) -> {latent_norm, knn_entropy, class_coverage} of the envs (logged)
+    env_stats(state, action) -> the envs' statistics and the actions' diagnostics (logged)
     add(state, action) -> the buffer with every env's (o_t, y_t, a_t, first_t) added
     env_step(state, action, key) -> (env_state, obs) after one step of every env
     sample(buffer, key) -> Sequences [batch, L, ...], split over the mesh along the batch
     learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C])
     agent_update(agent_state, params, seq, key, step) -> (agent_state, metrics)   (apt only)
+    visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
   """
   parts = _make(config, env, mesh)[2]
   if parts is None:
@@ -170,6 +197,7 @@ def _make(config, env: LatentEnv, mesh):
   mesh = mesh or sharding.make_mesh()
   env_params = params_from_config(config)
   learner, agent, replay = build(config, env)
+  judged = judge_for(config, env)
   num_envs, batch = config.num_envs, config.replay.batch_size
   lc = config.learner
   show_envs = min(config.log.strip_envs, num_envs)
@@ -189,8 +217,26 @@ def _make(config, env: LatentEnv, mesh):
   def coverage(labels, num_classes):
     return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
-  def play_stats(state: PretrainState):
-    return env_stats(state.env_state.z, state.env_state.label)
+  def play_stats(state: PretrainState, action):
+    """The envs' statistics, the taken actions' collapse diagnostics (action_*) and the APT objective
+    (mean particle reward of the envs' current frames in the learner's feature space, no running
+    mean); for APT also the diagnostics of the actor's noiseless actions (policy_*)."""
+    stats = env_stats(state.env_state.z, state.env_state.label)
+    stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
+    features = learner.features(state.learner.params, state.obs)
+    stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(config.apt.k, num_envs),
+                                                          average=config.apt.average))
+    if agent is not None:
+      policy = agent.actor.apply(state.agent.actor, features)
+      stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
+    return stats
+
+  def visits(state: PretrainState):
+    """What the chunk's exploration metrics need of the envs' current frames (None: no judge)."""
+    if judged is None:
+      return None
+    logits, features = judged[0].apply(state.obs)
+    return logits, features, state.env_state.label, state.env_state.z
 
   def act(state: PretrainState, key):
     if agent is None:
@@ -273,12 +319,13 @@ def _make(config, env: LatentEnv, mesh):
     learner_state, learner_metrics = learner.update(state.learner, a, b, labels, valid)
     metrics.update(learner_metrics)
     strips = {"trajectory": obs[:show_envs, 0], "pairs": pair_strip(a, b)}
-    return state.replace(learner=learner_state), metrics, strips
+    return state.replace(learner=learner_state), metrics, strips, None
 
   def play_step(state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
     action = act(state, k_act)
-    metrics = play_stats(state)
+    metrics = play_stats(state, action)
+    visited = visits(state)
     trajectory = state.obs[:show_envs]
     env_state, obs, buffer = play(state, action, k_env)
     seq = sample(buffer, k_sample)
@@ -290,18 +337,20 @@ def _make(config, env: LatentEnv, mesh):
       metrics.update(agent_metrics)
     state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
                           buffer=buffer)
-    return state, metrics, {"trajectory": trajectory, "pairs": pairs}
+    return state, metrics, {"trajectory": trajectory, "pairs": pairs}, visited
 
   one_step = static_step if replay is None else play_step
 
   def scan_step(state, _):
     key, k = jax.random.split(state.key)
-    state, metrics, strips = one_step(state.replace(key=key), k)
-    return state.replace(step=state.step + 1), (metrics, strips)
+    state, metrics, strips, visited = one_step(state.replace(key=key), k)
+    return state.replace(step=state.step + 1), (metrics, strips, visited)
 
   def chunk(state: PretrainState):
-    state, (metrics, strips) = jax.lax.scan(scan_step, state, None, length=config.train.chunk_steps)
+    state, (metrics, strips, visited) = jax.lax.scan(scan_step, state, None, length=config.train.chunk_steps)
     metrics = jax.tree.map(jnp.mean, metrics)
+    if visited is not None:  # [T, num_envs, ...] -> the chunk's T * num_envs frames
+      metrics.update(exploration.visit_metrics(*judged, *(v.reshape((-1,) + v.shape[2:]) for v in visited)))
     return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
 
   parts = None
@@ -309,6 +358,8 @@ def _make(config, env: LatentEnv, mesh):
     parts = dict(act=act, env_stats=play_stats, add=add, env_step=env_step, sample=sample, learn=learn)
     if agent is not None:
       parts["agent_update"] = agent_update
+    if judged is not None:
+      parts["visits"] = visits
   return init, chunk, parts
 
 
