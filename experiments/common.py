@@ -51,6 +51,13 @@ def probe(run: Path, dataset: str, cfg, random_seed: int | None = None) -> dict:
   return evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, cfg)
 
 
+def probe_pixels(run: Path, dataset: str, cfg) -> dict:
+  """evaluate_pixels on `dataset` at the input shape of the run's encoder (read from its learner.json;
+  no encoder is loaded or trained)."""
+  spec = json.loads((Path(run) / "encoder" / "learner.json").read_text())
+  return evaluate.evaluate_pixels(tuple(spec["obs_shape"]), dataset, cfg)
+
+
 def mean_std(values) -> str:
   """'81.2 +- 0.4' of fractions, in percent (the std over seeds; '+- n/a' for one seed)."""
   v = 100 * np.asarray(values, float)

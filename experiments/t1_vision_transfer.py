@@ -8,11 +8,14 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   random_actions  uniform random actions instead of APT, temporal pairs
   genrep          no exploration: i.i.d. generator samples, SimCLR augmentation pairs (GenRep-style)
   simclr_real     SimCLR augmentation pairs on the real Fashion-MNIST training images
-  random_encoder  the same encoder at random initialisation (the floor)
+  random_encoder  the same encoder at random initialisation (a floor)
+  raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
+                  pretraining, and no seeds: its probes are deterministic, so it is probed once)
 Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge), mean +- std over
 seeds. Scales: tiny (CI plumbing, seconds), cpu (300 pretraining steps, 2 seeds), full (accelerator:
 1024 envs, ResNet-18, 20k steps, 3 seeds; documented, not run here). Finished runs are skipped on a
-rerun, so an interrupted table resumes. Writes results.md, results.json, t1_vision_transfer.png.
+rerun, so an interrupted table resumes. Writes results.md (which also names every method that does
+not beat raw pixels), results.json, t1_vision_transfer.png.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from palmup import evaluate
 
 METHODS = {
     "palm": {"explorer": "apt"},
@@ -42,7 +46,8 @@ def run(workdir: Path, scale: str, seeds: int | None = None) -> dict:
   n_seeds = seeds or n_seeds
   cfg = common.probe_config(scale)
   shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
-  results = {m: {d: {"linear": [], "few_shot": []} for d in probe_sets} for m in (*METHODS, "random_encoder")}
+  results = {m: {d: {"linear": [], "few_shot": []} for d in probe_sets}
+             for m in (*METHODS, "random_encoder", "raw_pixels")}
 
   def record(method, dataset, r):
     results[method][dataset]["linear"].append(r["test_accuracy"])
@@ -55,6 +60,8 @@ def run(workdir: Path, scale: str, seeds: int | None = None) -> dict:
         record(method, dataset, common.probe(run_dir, dataset, cfg))
     for dataset in probe_sets:  # same architecture for every method
       record("random_encoder", dataset, common.probe(workdir / f"palm_seed{seed}", dataset, cfg, 1000 + seed))
+  for dataset in probe_sets:  # the input shape of palm's encoder, the same for every method
+    record("raw_pixels", dataset, common.probe_pixels(workdir / "palm_seed0", dataset, cfg))
   common.write_json(workdir / "results.json", {"shots": shots, "results": results})
   return results, shots
 
@@ -65,6 +72,15 @@ def table(results, shots) -> str:
   rows = [[m] + [common.mean_std(results[m][d][k]) for d in datasets for k in ("linear", "few_shot")]
           for m in results]
   return common.markdown_table(header, rows)
+
+
+def pixel_verdicts(results, shots) -> str:
+  """A sentence per method and dataset whose mean does not beat raw pixels (evaluate.pixel_verdict)."""
+  mean = lambda m, d: {"logistic": float(np.mean(results[m][d]["linear"])),
+                       f"{shots}-shot": float(np.mean(results[m][d]["few_shot"]))}
+  lines = [evaluate.pixel_verdict(f"{m} on {d}", mean(m, d), mean("raw_pixels", d))
+           for m in results if m != "raw_pixels" for d in results[m]]
+  return "\n\n".join(line for line in lines if line) or "Every method beats raw pixels on every probe and dataset."
 
 
 def plot(results, shots, path: Path):
@@ -97,7 +113,7 @@ def main():
   common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
                        f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
                        f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
-                       + "\n![T1](t1_vision_transfer.png)\n")
+                       + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
 
 if __name__ == "__main__":

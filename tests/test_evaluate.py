@@ -102,14 +102,25 @@ def test_evaluate_command_writes_table_and_json(tmp_path):
   evaluate.main(config, tmp_path / "eval")
   results = json.loads((tmp_path / "eval" / "evaluate.json").read_text())["digits"]["run"]
   assert len(results["random_init"]) == 2 and set(results["pretrained"]["few_shot"]) == {"1", "5"}
+  pixels, pre = results["pixels"], results["pretrained"]  # the raw-pixel floor: the same probes, no encoder
+  assert set(pixels) == set(pre) and set(pixels["ridge"]) == set(pre["ridge"])
+  assert set(pixels["few_shot"]) == set(pre["few_shot"]) and set(pixels["few_shot"]["5"]) == set(pre["few_shot"]["5"])
+  assert pixels["test_accuracy"] > 0.8 and pixels["ridge"]["test_accuracy"] > 0.8
+  assert pixels["few_shot"]["5"]["mean"] > 0.5
   assert len(results["fine_tune"]) == 1 and len(results["random_init_fine_tune"]) == 1
   for r in [results["pretrained"]] + results["random_init"]:
     assert 0.1 < r["test_accuracy"] <= 1 and 0.1 < r["ridge"]["test_accuracy"] <= 1
   table = (tmp_path / "eval" / "results.md").read_text()
   assert "| digits | run |" in table and "| digits | random init, 2 inits |" in table and "fine-tune" in table
   assert f"{100 * results['pretrained']['test_accuracy']:.1f}" in table
+  pixel_row = next(line for line in table.splitlines() if line.startswith("| digits | raw pixels |"))
+  assert pixel_row.endswith(" | - |") and f"| {100 * pixels['test_accuracy']:.1f} |" in pixel_row  # not fine-tuned
+  beaten = pre["test_accuracy"] <= pixels["test_accuracy"]
+  assert ("run on digits does not beat raw pixels on logistic" in table) == beaten
   # the same encoder through its encoder/ directory gives the same numbers
-  again = evaluate.compare_with_random(config.probe, "digits", *evaluate_load(run / "encoder"), random_seeds=0)
+  again = evaluate.compare_with_random(config.probe, "digits", *evaluate_load(run / "encoder"), random_seeds=0,
+                                       pixels=False)
+  assert again["pixels"] is None
   assert again["pretrained"]["test_accuracy"] == results["pretrained"]["test_accuracy"]
 
 
@@ -124,6 +135,32 @@ def test_summary_names_both_probes(tmp_path):
   result = evaluate.compare_with_random(config.probe, "digits", *evaluate_load(run))
   line = evaluate.summary(result)
   assert "random encoder" in line and "(2 inits)" in line and "5-shot" in line
+  assert f"vs raw pixels {100 * result['pixels']['test_accuracy']:.1f}%" in line
+  assert f"vs pixels {100 * result['pixels']['few_shot']['5']['mean']:.1f}%" in line
+
+
+def test_pixel_features_are_the_resized_image_flattened():
+  images = datasets.load("digits", "test").images[:50]
+  x = linear_probe.extract_features(evaluate.pixel_features, None, images, (8, 8, 1))
+  np.testing.assert_allclose(x, images.reshape(50, -1) / 127.5 - 1.0, atol=1e-6)
+  assert linear_probe.extract_features(evaluate.pixel_features, None, images, (16, 16, 3)).shape == (50, 16 * 16 * 3)
+
+
+def _fake_result(pre: float, pix: float) -> dict:
+  probe = lambda acc: {"test_accuracy": acc, "ridge": {"test_accuracy": acc}, "few_shot": {"10": {"mean": acc / 2}}}
+  return {"dataset": "fashion_mnist", "random_init": [], "pretrained": probe(pre), "pixels": probe(pix)}
+
+
+def test_summary_says_when_the_encoder_does_not_beat_raw_pixels():
+  below = evaluate.summary(_fake_result(0.80, 0.84))
+  assert "vs raw pixels 84.0%" in below and "10-shot 40.0% vs pixels 42.0%" in below
+  assert ("the pretrained encoder does not beat raw pixels on logistic (80.0% vs 84.0%), ridge (80.0% vs 84.0%), "
+          "10-shot (40.0% vs 42.0%)") in below and "learned nothing useful beyond pixels" in below
+  above = evaluate.summary(_fake_result(0.90, 0.84))
+  assert "vs raw pixels 84.0%" in above and "does not beat" not in above and "nothing useful" not in above
+  old = _fake_result(0.90, 0.84)
+  del old["pixels"]  # probe.json of runs before the pixel floor
+  assert "pixels" not in evaluate.summary(old)
 
 
 @pytest.mark.parametrize("overrides, match", [

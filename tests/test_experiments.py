@@ -28,14 +28,19 @@ def t1_dir(tmp_path_factory):
 
 def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
   text = (t1_dir / "results.md").read_text()
-  for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder"):
+  for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder", "raw_pixels"):
     assert f"| {method} |" in text
+  assert not any("raw_pixels" in p.name for p in t1_dir.iterdir())  # the pixel floor pretrains nothing
   assert "Commit:" in text and "Wall time:" in text and (t1_dir / "t1_vision_transfer.png").stat().st_size > 5000
   results = json.loads((t1_dir / "results.json").read_text())["results"]
   for method, by_dataset in results.items():
     linear = by_dataset["digits"]["linear"]
     assert len(linear) == 1 and 0.1 < linear[0] <= 1.0, (method, linear)
     assert f"{100 * linear[0]:.1f} +- n/a" in text
+  assert results["raw_pixels"]["digits"]["linear"][0] > 0.8
+  for method in results:  # the verdict on the pixel floor follows the numbers
+    below = results[method]["digits"]["linear"][0] <= results["raw_pixels"]["digits"]["linear"][0]
+    assert (f"{method} on digits does not beat raw pixels on logistic" in text) == (below and method != "raw_pixels")
   # each method trained its own encoder: the probes differ somewhere
   assert len({tuple(r["digits"]["few_shot"]) for r in results.values()}) > 1
 

@@ -5,7 +5,7 @@
 For every dataset in config.datasets (built-in: fashion_mnist, mnist5k, digits; or any tfds dataset
 prepared in config.data_dir) and every encoder in config.encoders (pretrain workdirs or their
 `encoder/` directories, comma-separated), plus the same architecture at config.probe.random_seeds
-random initialisations (the floor):
+random initialisations and raw pixels (the floors; pixels: the same resized image, flattened):
   logistic  linear probe, L2 picked on 10% held out (palmup.evaluators.linear_probe)
   ridge     closed-form ridge probe, the cross-check
   k-shot    ridge on k labelled images per class, mean over seeds (palmup.evaluators.few_shot)
@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from palmup import config_checks as cc, workdir as wd
-from palmup.data import datasets
+from palmup.data import datasets, transforms
 from palmup.evaluators import few_shot, fine_tune, linear_probe
 
 
@@ -66,6 +66,18 @@ def evaluate_encoder(features_fn, params, obs_shape, dataset: str, cfg, data_dir
   return result
 
 
+def pixel_features(params, obs) -> jax.Array:
+  """The raw-pixel floor as a features function (learner.features' signature; params unused): uint8 obs
+  [B, H, W, C], already resized to the encoder's input by extract_features -> float [B, H*W*C] in [-1, 1]."""
+  del params
+  return transforms.to_float(obs).reshape(obs.shape[0], -1)
+
+
+def evaluate_pixels(obs_shape, dataset: str, cfg, data_dir=None) -> dict:
+  """evaluate_encoder's probes on raw pixels at obs_shape: no encoder, nothing trained."""
+  return evaluate_encoder(pixel_features, None, obs_shape, dataset, cfg, data_dir)
+
+
 def _train_subset(n: int, cfg) -> np.ndarray:
   if 0 < cfg.train_examples < n:
     return np.random.default_rng(cfg.seed).choice(n, cfg.train_examples, replace=False)
@@ -78,9 +90,10 @@ def random_params(learner, obs_shape, seed: int):
 
 
 def compare_with_random(cfg, dataset: str, learner, params, obs_shape, data_dir=None,
-                        random_seeds: int | None = None) -> dict:
-  """The probes on a trained learner's encoder and on the same encoder at `random_seeds` (default
-  cfg.random_seeds) random initialisations, seeds 1000, 1001, ... (the floor varies by about a point)."""
+                        random_seeds: int | None = None, pixels: bool = True) -> dict:
+  """The probes on a trained learner's encoder, on the same encoder at `random_seeds` (default
+  cfg.random_seeds) random initialisations, seeds 1000, 1001, ... (the floor varies by about a point),
+  and, when `pixels`, on raw pixels at obs_shape ("pixels"; None otherwise)."""
   n = cfg.random_seeds if random_seeds is None else random_seeds
   floors = [evaluate_encoder(learner.features, random_params(learner, obs_shape, 1000 + s), obs_shape, dataset,
                              cfg, data_dir) for s in range(n)]
@@ -88,21 +101,49 @@ def compare_with_random(cfg, dataset: str, learner, params, obs_shape, data_dir=
   return {"dataset": dataset, "train_examples": cfg.train_examples,
           "pretrained": evaluate_encoder(learner.features, params, obs_shape, dataset, cfg, data_dir),
           "random_init": floors, "random_init_mean": float(np.mean(accs)) if accs else None,
-          "random_init_std": float(np.std(accs)) if accs else None}
+          "random_init_std": float(np.std(accs)) if accs else None,
+          "pixels": evaluate_pixels(obs_shape, dataset, cfg, data_dir) if pixels else None}
+
+
+def scores(result: dict) -> dict[str, float]:
+  """The reported top-1 of one evaluate_encoder result: {"logistic", "ridge", "<k>-shot" (mean over draws)}."""
+  out = {"logistic": result["test_accuracy"]}
+  if "ridge" in result:  # probe.json of older runs has only the logistic probe
+    out["ridge"] = result["ridge"]["test_accuracy"]
+  out.update({f"{k}-shot": shot["mean"] for k, shot in result.get("few_shot", {}).items()})
+  return out
+
+
+def pixel_verdict(name: str, encoder: dict[str, float], pixels: dict[str, float]) -> str:
+  """A plain sentence naming the probes (of `scores` form) on which `name` does not beat raw pixels;
+  "" when it beats them on every probe both have."""
+  worse = [f"{p} ({100 * v:.1f}% vs {100 * pixels[p]:.1f}%)" for p, v in encoder.items()
+           if p in pixels and v <= pixels[p]]
+  if not worse:
+    return ""
+  return (f"{name} does not beat raw pixels on {', '.join(worse)}: on "
+          f"{'this probe' if len(worse) == 1 else 'these probes'} the representation has learned nothing useful "
+          "beyond pixels.")
 
 
 def summary(result: dict) -> str:
-  """One line of compare_with_random's result: pretrained vs random init, logistic and few-shot."""
-  n, pre, floors = len(result["random_init"]), result["pretrained"], result["random_init"]
+  """compare_with_random's result in a line: pretrained vs random init vs raw pixels, logistic and
+  few-shot; then a sentence when the encoder does not beat raw pixels."""
+  n, pre, floors, pix = len(result["random_init"]), result["pretrained"], result["random_init"], result.get("pixels")
   line = f"linear probe on {result['dataset']} (top-1, test split): pretrained {100 * pre['test_accuracy']:.1f}%"
   if n:
     line += (f" vs random encoder {100 * result['random_init_mean']:.1f} +- "
              f"{100 * result['random_init_std']:.1f}% ({n} inits)")
+  if pix:  # probe.json of runs before the pixel floor existed has none
+    line += f" vs raw pixels {100 * pix['test_accuracy']:.1f}%"
   for k, shot in pre.get("few_shot", {}).items():  # probe.json of runs before few-shot existed has none
     line += f"; {k}-shot {100 * shot['mean']:.1f}%"
     if n:
       line += f" vs {100 * np.mean([f['few_shot'][k]['mean'] for f in floors]):.1f}%"
-  return line
+    if pix and k in pix["few_shot"]:
+      line += f" vs pixels {100 * pix['few_shot'][k]['mean']:.1f}%"
+  verdict = pixel_verdict("the pretrained encoder", scores(pre), scores(pix)) if pix else ""
+  return line + (f"\n{verdict}" if verdict else "")
 
 
 # ---------------------------------------------------------------------------------------- command
@@ -132,22 +173,22 @@ def validate(config):
 
 def _row(name: str, results: list[dict], fine_tuned: list[float]) -> dict:
   """Mean and std over results (one per random init, or a single encoder) of each reported number."""
-  cols = {"logistic": [r["test_accuracy"] for r in results], "ridge": [r["ridge"]["test_accuracy"] for r in results]}
-  for k in results[0]["few_shot"]:
-    cols[f"{k}-shot"] = [r["few_shot"][k]["mean"] for r in results]
+  per_result = [scores(r) for r in results]
+  cols = {c: [s[c] for s in per_result] for c in per_result[0]}
   if fine_tuned:
     cols["fine-tune"] = fine_tuned
   return {"encoder": name, **{c: (float(np.mean(v)), float(np.std(v))) for c, v in cols.items()}}
 
 
 def table(rows_by_dataset: dict[str, list[dict]]) -> str:
-  """Markdown table of top-1 % (mean +- std); few-shot cells average their seeds first."""
+  """Markdown table of top-1 % (mean +- std); few-shot cells average their seeds first; "-" where a
+  row has no such number (raw pixels are not fine-tuned)."""
   cols = [c for c in next(iter(rows_by_dataset.values()))[0] if c != "encoder"]
   lines = ["| dataset | encoder | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
   for dataset, rows in rows_by_dataset.items():
     for row in rows:
-      cells = [f"{100 * row[c][0]:.1f} +- {100 * row[c][1]:.1f}" if row[c][1] else f"{100 * row[c][0]:.1f}"
-               for c in cols]
+      cells = ["-" if c not in row else f"{100 * row[c][0]:.1f} +- {100 * row[c][1]:.1f}" if row[c][1]
+               else f"{100 * row[c][0]:.1f}" for c in cols]
       lines.append(f"| {dataset} | {row['encoder']} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -161,7 +202,7 @@ def main(config, workdir):
     encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
   workdir = wd.prepare(workdir, config)
   cfg, ft = config.probe, config.fine_tune
-  results, rows = {}, {}
+  results, rows, verdicts = {}, {}, []
   for dataset in (d.strip() for d in config.datasets.split(",") if d.strip()):
     train, test = (datasets.load(dataset, s, config.data_dir) for s in ("train", "test"))
     idx = _train_subset(len(train), cfg)
@@ -172,11 +213,13 @@ def main(config, workdir):
       return [fine_tune.fine_tune(learner, params, obs_shape, train.images[idx], train.labels[idx], test.images,
                                   test.labels, train.num_classes, ft, cfg.seed)["test_accuracy"]]
 
-    results[dataset], rows[dataset], archs = {}, [], set()
+    results[dataset], rows[dataset], archs, pixels = {}, [], set(), {}
+    one_shape = len({tuple(shape) for _, _, shape in encoders.values()}) == 1
     for name, (learner, params, obs_shape) in encoders.items():
       arch = json.dumps([learner.config.encoder.to_dict(), list(obs_shape)], sort_keys=True)
+      shape = tuple(obs_shape)
       result = compare_with_random(cfg, dataset, learner, params, obs_shape, config.data_dir,
-                                   0 if arch in archs else cfg.random_seeds)
+                                   0 if arch in archs else cfg.random_seeds, pixels=shape not in pixels)
       archs.add(arch)
       result["fine_tune"] = tuned(learner, params, obs_shape)
       rows[dataset].append(_row(name, [result["pretrained"]], result["fine_tune"]))
@@ -185,11 +228,21 @@ def main(config, workdir):
         floor = "random init" if len(encoders) == 1 else f"random init ({name}'s encoder)"
         rows[dataset].append(_row(f"{floor}, {len(result['random_init'])} inits", result["random_init"],
                                   result["random_init_fine_tune"]))
+      if result["pixels"]:  # once per input shape
+        pixels[shape] = result["pixels"]
+        rows[dataset].append(_row("raw pixels" if one_shape else f"raw pixels ({'x'.join(map(str, shape))})",
+                                  [result["pixels"]], []))
+      verdict = pixel_verdict(f"{name} on {dataset}", scores(result["pretrained"]), scores(pixels[shape]))
+      if verdict:
+        verdicts.append(verdict)
       results[dataset][name] = result
     print(table({dataset: rows[dataset]}), flush=True)
   (workdir / "evaluate.json").write_text(json.dumps(results, indent=2) + "\n")
+  floors = "\n\n".join(verdicts) if verdicts else "Every encoder beats raw pixels on every probe."
   (workdir / "results.md").write_text(
       f"# palmup evaluate\n\nTop-1 % on the test split; probes see {cfg.train_examples or 'all'} training images "
-      f"(k-shot: k per class, mean over {cfg.few_shot.seeds} draws). Encoders: {config.encoders}.\n\n"
-      + table(rows))
+      f"(k-shot: k per class, mean over {cfg.few_shot.seeds} draws). Encoders: {config.encoders}. Raw pixels: "
+      f"the same resized images, flattened, as features.\n\n" + table(rows) + f"\n{floors}\n")
+  if verdicts:
+    print(floors)
   print(f"wrote {workdir / 'results.md'}")
