@@ -38,8 +38,10 @@ def get_config():
   # after train.warmup_steps; the agent updates during them.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
-                 seed_steps=50)
-  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4)
+                 seed_steps=50, standardize=False)
+  # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
+  # frames of the same step, stored with the frame; see palmup.explorer)
+  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2)
   # judge: the frozen classifier whose feature space measures exploration per chunk
   # (palmup.evaluators.exploration; "" for none), judge_reference: real test images per class it

@@ -36,11 +36,17 @@ def test_real_images_cover_their_classes_and_duplicates_do_not(judged):
   judge, ref = judged
   test = datasets.load("fashion_mnist", "test")
   z = jax.random.normal(jax.random.PRNGKey(0), (1000, 16))
-  spread = exploration.visit_metrics(judge, ref, *judge.apply(test.images[-1000:]), jnp.asarray(test.labels[-1000:]), z)
+  steps = lambda x: jnp.asarray(x).reshape((10, 100) + x.shape[1:])  # 10 steps of 100 envs
+
+  def metrics(idx, latents):
+    logits, features = judge.apply(test.images[idx])
+    return exploration.visit_metrics(judge, ref, steps(logits), steps(features), steps(test.labels[idx]),
+                                     steps(latents))
+
+  spread = metrics(np.arange(9000, 10000), z)
   one_per_class = np.concatenate([np.flatnonzero(test.labels[-1000:] == c)[:1] for c in range(10)]) + 9000
-  idx = np.repeat(one_per_class, 100)  # 100 copies of one image per class
-  dup = exploration.visit_metrics(judge, ref, *judge.apply(test.images[idx]), jnp.asarray(test.labels[idx]),
-                                  jnp.tile(z[:10], (100, 1)) * (1 + 1e-3 * z[:, :1]))
+  idx = np.tile(one_per_class, 100)  # at each step, 10 copies of one image per class
+  dup = metrics(idx, jnp.tile(z[:10], (100, 1)) * (1 + 1e-3 * z[:, :1]))
   assert float(spread["judge_coverage"]) > 0.5 and float(spread["judge_agreement"]) > 0.85
   assert float(dup["judge_coverage"]) < 0.15
   assert float(spread["judge_entropy"]) > float(dup["judge_entropy"]) + 100  # 128-d: nats scale with d

@@ -11,12 +11,17 @@ from palmup.explorer import DDPG, action_stats, straight_through_clip
 from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
-             std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0)
+             std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0,
+             standardize=False)
 
 
-def _agent(running_mean=False, **overrides):
+NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward
+
+
+def _agent(running_mean=False, reference="batch", **overrides):
   cfg = ml_collections.ConfigDict({**AGENT, **overrides})
-  return DDPG(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0)), 3)
+  return DDPG(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0,
+                                                  reference=reference)), 3)
 
 
 def _batch(key, b=32, n=3, d=6):
@@ -93,6 +98,26 @@ def test_action_stats_tell_a_collapsed_policy_from_a_spread_one():
   assert abs(float(spread["cosine"])) < 0.1
 
 
+def test_population_reward_is_the_stored_novelty_of_frames_1_to_n():
+  agent = _agent(reference="population")
+  features, action, first = _batch(jax.random.PRNGKey(3))
+  np.testing.assert_allclose(agent.novelty(features[:, 0]), apt.particle_reward(features[:, 0], 4), rtol=1e-6)
+  novelty = jax.random.uniform(jax.random.PRNGKey(4), (32, 4))
+  _, m = agent.update(agent.init(jax.random.PRNGKey(5), 6), features, action, first, novelty,
+                      jax.random.PRNGKey(6), 0)
+  np.testing.assert_allclose(m["intrinsic_reward"], novelty[:, 1:].mean(), rtol=1e-6)
+  assert float(jnp.max(jnp.abs(_agent().novelty(features[:, 0])))) == 0.0  # batch reward: nothing stored
+
+
+def test_standardized_inputs_ignore_what_all_envs_share():
+  agent = _agent(standardize=True)
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  features = jax.random.normal(jax.random.PRNGKey(1), (16, 6))
+  shifted = 10.0 + 3.0 * features  # a common offset and scale: the same differences between envs
+  np.testing.assert_allclose(agent.policy(state, shifted), agent.policy(state, features), atol=1e-5)
+  assert float(jnp.std(agent.policy(state, features), axis=0).mean()) > 0.01
+
+
 def test_critic_ignores_sequences_that_cross_a_reset():
   """The stored action enters only Q(f_0, a_0) of its own sequence: changing the actions of masked
   sequences changes neither the critic loss nor the critic update; changing a valid one does."""
@@ -100,7 +125,7 @@ def test_critic_ignores_sequences_that_cross_a_reset():
   features, action, first = _batch(jax.random.PRNGKey(1))
   first = first.at[:8, 2].set(True)  # sequences 0..7 cross a reset before frame n
   state = agent.init(jax.random.PRNGKey(2), 6)
-  update = lambda a: agent.update(state, features, a, first, jax.random.PRNGKey(3), 0)
+  update = lambda a: agent.update(state, features, a, first, NO_NOVELTY, jax.random.PRNGKey(3), 0)
   (s1, m1), (s2, m2) = update(action), update(action.at[:8].set(-action[:8]))
   assert float(m1["critic_loss"]) == float(m2["critic_loss"])
   for x, y in zip(jax.tree.leaves(s1.critic), jax.tree.leaves(s2.critic)):
@@ -116,7 +141,7 @@ def test_critic_fits_its_targets_on_a_fixed_batch():
   update = jax.jit(agent.update)
   losses = []
   for i in range(150):
-    state, m = update(state, features, action, first, jax.random.PRNGKey(i), 0)
+    state, m = update(state, features, action, first, NO_NOVELTY, jax.random.PRNGKey(i), 0)
     losses.append(float(m["critic_loss"]))
   assert losses[-1] < 0.2 * losses[0], losses[::30]
 
@@ -125,8 +150,8 @@ def test_td3_delays_actor_and_target_updates():
   agent = _agent(td3=True)
   features, action, first = _batch(jax.random.PRNGKey(6))
   s0 = agent.init(jax.random.PRNGKey(7), 6)
-  s1, _ = agent.update(s0, features, action, first, jax.random.PRNGKey(8), 0)
-  s2, _ = agent.update(s1, features, action, first, jax.random.PRNGKey(9), 0)
+  s1, _ = agent.update(s0, features, action, first, NO_NOVELTY, jax.random.PRNGKey(8), 0)
+  s2, _ = agent.update(s1, features, action, first, NO_NOVELTY, jax.random.PRNGKey(9), 0)
   changed = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   assert changed(s0.actor, s1.actor) and not changed(s1.actor, s2.actor)  # update 2 skips the actor
   assert changed(s1.critic, s2.critic) and not changed(s1.actor_target, s2.actor_target)

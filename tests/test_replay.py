@@ -77,8 +77,8 @@ def test_latent_storage_decodes_to_the_stored_pixels(env):
     np.testing.assert_array_equal(getattr(pix, field), getattr(lat, field))
   assert not np.all(np.asarray(same_episode(pix.first, 2)))  # 4-step episodes: some cross a reset
   d = env.latent_dim
-  assert pix_bytes == 8 * 8 * 1 + 4 + 4 * d + 1
-  assert lat_bytes == 4 * d + 4 + 4 * d + 1
+  assert pix_bytes == 8 * 8 * 1 + 4 + 4 * d + 1 + 4  # obs, label, action, first, novelty
+  assert lat_bytes == 4 * d + 4 + 4 * d + 1 + 4
 
 
 def test_bad_storage_named(env):

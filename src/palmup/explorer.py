@@ -13,12 +13,16 @@ std_end over std_decay_steps):
 `act` is uniform on [-1, 1] for the first seed_steps loop steps, as URLB's seed frames are (the
 agent still updates during them, off-policy, so the critic starts from varied actions).
 
-Rewards and n-step returns are computed at update time on a replayed sequence of n + 1 frames:
-r_i = particle_reward(features of frame i+1 over the batch), R = sum_{i<n} gamma^i r_i, target
+Rewards and n-step returns come from a replayed sequence of n + 1 frames: r_i is the particle
+reward of frame i+1, either among the replayed batch at update time (apt.reference = "batch", URLB)
+or among all envs' frames of the step that frame was seen in, computed when it was stored
+(apt.reference = "population": moving every env the same way earns nothing). R = sum_{i<n} gamma^i r_i, target
 y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or the target actor
 (TD3). Episodes end by truncation only; a sequence that crosses a reset is masked out of the
 critic loss (its bootstrap frame would belong to another episode).
 TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
+config.standardize: actor and critic see the features standardised per dimension over the batch
+(the envs when acting, the replayed batch when updating), i.e. how a frame differs from the others.
 """
 from __future__ import annotations
 
@@ -139,38 +143,64 @@ class DDPG:
     noise = jnp.clip(std * jax.random.normal(key, mean.shape), -self.config.std_clip, self.config.std_clip)
     return straight_through_clip(mean + noise)
 
+  def inputs(self, features) -> jax.Array:
+    """What actor and critic see of features [B, D]: as they are, or standardised over the batch."""
+    if not self.config.standardize:
+      return features
+    mean, std = jnp.mean(features, 0), jnp.std(features, 0)
+    return (features - mean) / (std + 1e-6)
+
+  def policy(self, state: AgentState, features) -> jax.Array:
+    """The actor's noiseless actions [B, action_dim] for features [B, D]."""
+    return self.actor.apply(state.actor, self.inputs(features))
+
   def act(self, state: AgentState, features, key, step) -> jax.Array:
     """Exploration actions [B, action_dim] for features [B, D]: uniform on [-1, 1] for the first
     config.seed_steps steps, then the actor's mean plus unclipped noise, clamped to [-1, 1]."""
-    mean = self.actor.apply(state.actor, features)
+    mean = self.policy(state, features)
     k_noise, k_seed = jax.random.split(key)
     policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
     uniform = jax.random.uniform(k_seed, mean.shape, minval=-1.0, maxval=1.0)
     return jnp.where(step < self.config.seed_steps, uniform, policy)
 
-  def rewards(self, features, reward_mean: apt.RunningMean):
-    """features [B, n+1, D] -> APT rewards [B, n] for frames 1..n, and the updated running mean."""
+  def reward(self, features, reward_mean: apt.RunningMean):
+    """The configured particle reward [B] of features [B, D] among themselves, and the running mean
+    (updated when apt.running_mean; the population reward passes a fresh one: its batch mean)."""
     c = self.apt_config
+    kwargs = dict(average=c.average, clip=c.clip)
+    if c.running_mean:
+      return apt.particle_reward(features, c.k, running_mean=reward_mean, **kwargs)
+    return apt.particle_reward(features, c.k, **kwargs), reward_mean
+
+  def rewards(self, features, reward_mean: apt.RunningMean):
+    """features [B, n+1, D] -> APT rewards [B, n] for frames 1..n among the batch, and the updated
+    running mean."""
     out = []
     for i in range(1, features.shape[1]):
-      kwargs = dict(average=c.average, clip=c.clip)
-      if c.running_mean:
-        r, reward_mean = apt.particle_reward(features[:, i], c.k, running_mean=reward_mean, **kwargs)
-      else:
-        r = apt.particle_reward(features[:, i], c.k, **kwargs)
+      r, reward_mean = self.reward(features[:, i], reward_mean)
       out.append(r)
     return jnp.stack(out, axis=1), reward_mean
 
-  def update(self, state: AgentState, features, action, first, key, step):
+  def novelty(self, features) -> jax.Array:
+    """features [num_envs, D] of all envs' frames of one step -> the population reward [num_envs]
+    stored with them (apt.reference = "population"); 0 for the batch reward."""
+    if self.apt_config.reference != "population":
+      return jnp.zeros(features.shape[0])
+    return self.reward(features, apt.RunningMean.init())[0]
+
+  def update(self, state: AgentState, features, action, first, novelty, key, step):
     """One actor-critic update from detached features [B, n+1, D] of replayed frames, the actions
-    [B, A] taken at frame 0, and first [B, n+1]."""
+    [B, A] taken at frame 0, first [B, n+1] and the stored novelty [B, n+1]."""
     c = self.config
     n = features.shape[1] - 1
     k_next, k_pi = jax.random.split(key)
-    reward, reward_mean = self.rewards(features, state.reward_mean)
+    if self.apt_config.reference == "population":
+      reward, reward_mean = novelty[:, 1:], state.reward_mean
+    else:
+      reward, reward_mean = self.rewards(features, state.reward_mean)
     ret = jnp.sum(reward * c.discount ** jnp.arange(n), axis=1)
     std = self.std(step)
-    h0, hn = features[:, 0], features[:, n]
+    h0, hn = self.inputs(features[:, 0]), self.inputs(features[:, n])
     next_actor = state.actor_target if c.td3 else state.actor
     next_action = self._noisy(k_next, self.actor.apply(next_actor, hn), std)
     q1_next, q2_next = self.critic.apply(state.critic_target, hn, next_action)
@@ -191,7 +221,7 @@ class DDPG:
       return -jnp.mean(jnp.minimum(q1, q2))
 
     a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor)
-    policy = self.actor.apply(state.actor, h0)
+    policy = self.actor.apply(state.actor, h0)  # h0: already the actor's inputs
     dq_da = jax.grad(lambda a: jnp.sum(jnp.minimum(*self.critic.apply(critic, h0, a))))(policy)
     a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
     actor = optax.apply_updates(state.actor, a_updates)

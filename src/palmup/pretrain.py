@@ -53,6 +53,7 @@ from palmup.nn.encoders import ENCODERS
 from palmup.replay import STORAGES, Replay
 
 EXPLORERS = ("apt", "random", "static")
+APT_REFERENCES = ("batch", "population")  # apt.reference: whose frames a frame's kNN are among
 
 
 @flax.struct.dataclass
@@ -72,6 +73,7 @@ def validate(config):
   """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid."""
   cc.one_of(config, "explorer", EXPLORERS)
   cc.one_of(config, "replay.storage", STORAGES)
+  cc.one_of(config, "apt.reference", APT_REFERENCES)
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
   cc.one_of(config, "learner.dtype", DTYPES)
@@ -227,7 +229,7 @@ def _make(config, env: LatentEnv, mesh):
     stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(config.apt.k, num_envs),
                                                           average=config.apt.average))
     if agent is not None:
-      policy = agent.actor.apply(state.agent.actor, features)
+      policy = agent.policy(state.agent, features)
       stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
     return stats
 
@@ -245,7 +247,8 @@ def _make(config, env: LatentEnv, mesh):
 
   def add(state: PretrainState, action):
     first = state.env_state.t == 0
-    return replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first))
+    novelty = 0.0 if agent is None else agent.novelty(learner.features(state.learner.params, state.obs))
+    return replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first, novelty))
 
   def env_step(state: PretrainState, action, key):
     obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
@@ -269,7 +272,8 @@ def _make(config, env: LatentEnv, mesh):
     n = config.agent.nstep + 1
     frames = seq.obs[:, :n]
     features = learner.features(params, frames.reshape((-1,) + frames.shape[2:]))
-    return agent.update(agent_state, features.reshape(batch, n, -1), seq.action[:, 0], seq.first[:, :n], key, step)
+    return agent.update(agent_state, features.reshape(batch, n, -1), seq.action[:, 0], seq.first[:, :n],
+                        seq.novelty[:, :n], key, step)
 
   def init(key) -> PretrainState:
     k_learn, k_agent, k_reset, k_warm, key = jax.random.split(key, 5)
@@ -349,8 +353,8 @@ def _make(config, env: LatentEnv, mesh):
   def chunk(state: PretrainState):
     state, (metrics, strips, visited) = jax.lax.scan(scan_step, state, None, length=config.train.chunk_steps)
     metrics = jax.tree.map(jnp.mean, metrics)
-    if visited is not None:  # [T, num_envs, ...] -> the chunk's T * num_envs frames
-      metrics.update(exploration.visit_metrics(*judged, *(v.reshape((-1,) + v.shape[2:]) for v in visited)))
+    if visited is not None:  # [T, num_envs, ...]: every frame of the chunk
+      metrics.update(exploration.visit_metrics(*judged, *visited))
     return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
 
   parts = None

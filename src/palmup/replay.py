@@ -1,7 +1,9 @@
 """On-device replay of short trajectories: a flashbax trajectory buffer over (env, time).
 
 Each env step adds one item per env: what was observed at t, its class label, the action taken
-from it, and `first` (true if the observation opens an episode, i.e. came from a reset). Sampling
+from it, `first` (true if the observation opens an episode, i.e. came from a reset) and `novelty`
+(the APT particle reward of the observation among all envs' observations of that step, for
+apt.reference = "population"; 0 otherwise). Sampling
 draws `sequence_length` consecutive items of one env. Frames i and j > i of a sequence belong to
 the same episode iff none of items i+1..j is `first` (`same_episode`): the learner must never
 contrast frames of two episodes, and n-step returns must not run across a reset.
@@ -30,11 +32,12 @@ STORAGES = ("pixels", "latents")
 @flax.struct.dataclass
 class Sequences:
   """A batch of B sequences of L consecutive steps of one env: obs uint8 [B, L, H, W, C],
-  action [B, L, d] (taken at obs), label int32 [B, L], first bool [B, L]."""
+  action [B, L, d] (taken at obs), label int32 [B, L], first bool [B, L], novelty float [B, L]."""
   obs: jax.Array
   action: jax.Array
   label: jax.Array
   first: jax.Array
+  novelty: jax.Array
 
 
 def same_episode(first: jax.Array, j: int) -> jax.Array:
@@ -66,11 +69,14 @@ class Replay:
         sample_sequence_length=self.sequence_length, period=1,
         min_length_time_axis=self.sequence_length, max_length_time_axis=self.capacity)
 
-  def item(self, obs: jax.Array, state: EnvState, action: jax.Array, first: jax.Array) -> dict[str, Any]:
+  def item(self, obs: jax.Array, state: EnvState, action: jax.Array, first: jax.Array,
+           novelty: jax.Array | float = 0.0) -> dict[str, Any]:
     """The stored record for a batch of envs (leading axis num_envs, or none for one env)."""
+    record = {"label": state.label, "action": action, "first": first,
+              "novelty": jnp.broadcast_to(jnp.asarray(novelty, jnp.float32), first.shape)}
     if self.storage == "pixels":
-      return {"obs": obs, "label": state.label, "action": action, "first": first}
-    return {"z": state.z, "label": state.label, "action": action, "first": first}
+      return {"obs": obs, **record}
+    return {"z": state.z, **record}
 
   def init(self):
     d = self.env.latent_dim
@@ -90,7 +96,7 @@ class Replay:
   def sample(self, buffer_state, key: jax.Array) -> Sequences:
     seq = self.buffer.sample(buffer_state, key).experience  # leaves [B, L, ...]
     obs = seq["obs"] if self.storage == "pixels" else self.env.decode(seq["z"], seq["label"])
-    return Sequences(obs, seq["action"], seq["label"], seq["first"])
+    return Sequences(obs, seq["action"], seq["label"], seq["first"], seq["novelty"])
 
   def bytes_per_transition(self) -> int:
     """Stored bytes per (env, step) item."""

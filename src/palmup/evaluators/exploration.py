@@ -6,8 +6,9 @@ Fashion-MNIST and shipped with palmup (`builtin:fashion_mnist_32`, made by scrip
 its penultimate features (128-d) define the space. Metrics of N visited frames (`visit_metrics`, from
 `judge.apply` of the frames; pretraining logs them per chunk over the chunk's frames):
 
-  judge_entropy      Kozachenko-Leonenko kNN entropy (nats, k = 3) of the frames' judge features:
-                     how spread the visited images are, as a classifier of real images sees them
+  judge_entropy      Kozachenko-Leonenko kNN entropy (nats, k = 3) of the judge features of the
+                     envs' frames at one step, averaged over steps: how spread the visited images
+                     are, as a classifier of real images sees them
   judge_coverage     coverage (Naeem et al., 2020) per class, averaged over classes: the fraction of
                      real test images of class c whose k-NN ball among the real images of class c
                      (k = 5) holds a visited frame prompted with class c; judge_coverage_min is the
@@ -15,11 +16,13 @@ its penultimate features (128-d) define the space. Metrics of N visited frames (
                      spreading out
   judge_agreement    fraction of frames the judge classifies as their prompted class (frames
                      pushed off the image manifold lower it)
-  direction_entropy  kNN entropy (nats, k = 3) of the latent directions z/|z| (palmup's StyleGAN
+  direction_entropy  kNN entropy (nats, k = 3) of the envs' latent directions z/|z| at one step,
+                     averaged over steps (palmup's StyleGAN
                      normalises z, so only the direction reaches the image); latent_norm is |z|,
                      a diagnostic only
 
-Entropies depend on N: compare runs with the same chunk_steps * num_envs (the frames of a chunk).
+Entropies depend on the number of envs and coverage on the number of frames: compare runs with the
+same num_envs and chunk_steps.
 """
 from __future__ import annotations
 
@@ -132,11 +135,16 @@ def coverage(ref: Reference, features, labels, num_classes: int) -> jax.Array:
 
 
 def visit_metrics(judge: Judge, ref: Reference, logits, features, labels, z) -> dict[str, jax.Array]:
-  """Exploration metrics (see the module docstring) of N visited frames, from the judge's outputs
-  on them (logits [N, K], features [N, F]: `judge.apply`), their prompted labels [N] and latents z [N, d]."""
-  per_class = coverage(ref, features, labels, judge.num_classes)
+  """Exploration metrics (see the module docstring) of the frames num_envs envs visited over T steps,
+  from the judge's outputs on them (logits [T, N, K], features [T, N, F]: `judge.apply`), their
+  prompted labels [T, N] and latents z [T, N, d]. Entropies are of the N envs' frames at one step,
+  averaged over the T steps (over all T * N frames, an env's own neighbouring frames would be its
+  nearest neighbours, and the estimate would measure step size, not spread); coverage and agreement
+  are over all T * N frames."""
+  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  per_class = coverage(ref, flat(features), flat(labels), judge.num_classes)
   direction = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-  return {"judge_entropy": apt.knn_entropy(features, ENTROPY_K),
-          "judge_coverage": jnp.mean(per_class), "judge_coverage_min": jnp.min(per_class),
-          "judge_agreement": jnp.mean(jnp.argmax(logits, -1) == labels),
-          "direction_entropy": apt.knn_entropy(direction, ENTROPY_K)}
+  entropy = lambda x: jnp.mean(jax.vmap(apt.knn_entropy, (0, None))(x, ENTROPY_K))
+  return {"judge_entropy": entropy(features), "judge_coverage": jnp.mean(per_class),
+          "judge_coverage_min": jnp.min(per_class), "judge_agreement": jnp.mean(jnp.argmax(logits, -1) == labels),
+          "direction_entropy": entropy(direction)}
