@@ -38,7 +38,7 @@ def get_config():
   # after train.warmup_steps; the agent updates during them.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
-                 seed_steps=50, standardize=False)
+                 seed_steps=50, standardize=False, center_actions=False)
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame; see palmup.explorer)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")

@@ -1,69 +1,130 @@
-"""T4, exploration: does APT cover the latent space better than random actions over training?
+"""T4, exploration: does APT visit more of the image manifold than uniform random actions, and is its actor healthy?
 
-    python experiments/t4_exploration.py --workdir runs/t4 --from-t1 runs/t1    # reuse T1's runs: seconds
-    python experiments/t4_exploration.py --workdir runs/t4 --scale cpu          # runs its own: about 30 min
+    python experiments/t4_exploration.py --workdir runs/t4 --scale cpu        # the sweep: settings x explorers x 3 seeds
+    python experiments/t4_exploration.py --workdir runs/t4 --from-t1 runs/t1  # T1's palm / random_actions runs
 
-Per logged chunk, the pretraining loop measures on the envs' current latents: the kNN (k = 3)
-Kozachenko-Leonenko entropy estimate (nats), the mean latent norm, and the fraction of classes
-present among the envs; APT runs also log their intrinsic reward. This script plots them against
-training step, APT vs uniform random actions, mean and spread over seeds, and tabulates their
-means over the last quarter of training. Note: the class is drawn at each episode's reset, not by
-the agent, so class coverage measures the env, not the explorer.
+Exploration is measured in the fixed feature space of the shipped judge (palmup.evaluators.exploration:
+a classifier of real Fashion-MNIST), the same for every explorer and run, per chunk by the
+pretraining loop: judge_entropy (kNN entropy of the envs' frames at a step, nats), judge_coverage
+(per-class coverage of the real test images), direction_entropy (kNN entropy of z/|z|). The actor's
+health: policy_std (across-env std of the actor's noiseless actions; a constant policy gives 0),
+policy_cosine (pairwise cosine between envs' actions; 1 = every env pushed the same way),
+policy_saturation (|a| > 0.99). latent_norm is a diagnostic only: the shipped generator normalises z.
+
+Each number is the mean over the chunks after APT's seed phase (agent.seed_steps), then mean +- std
+over seeds; "gap" is (APT - random) / sqrt((s_apt^2 + s_random^2) / 2) on judge_entropy, and p is
+Welch's t-test on the per-seed means. The sweep (--scale cpu, 3 seeds, train.steps 200) crosses the
+env/learner settings of SETTINGS with the explorers of EXPLORERS (random actions do not depend on the
+agent's settings: one random run per setting and seed serves every APT variant). Finished runs are
+skipped on a rerun, and results.md is rewritten after every run, with missing cells marked.
 """
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 import common
 from palmup import workdir as wd
 
-EXPLORERS = {"palm": {"explorer": "apt"}, "random_actions": {"explorer": "random"}}  # T1's run names
-METRICS = ("knn_entropy", "latent_norm", "class_coverage", "intrinsic_reward")
-SCALE = {"tiny": (1, {}), "cpu": (2, {"train.steps": 300}), "full": (3, {})}  # seeds, overrides
+# Setting name -> overrides shared by every explorer (the dynamics and the learner's pairs).
+SETTINGS = {
+    "default (ema 0.7, offset 4, w 0.5)": {},
+    "pair_offset 1": {"learner.pair_offset": 1},
+    "ema 0.9": {"env.ema": 0.9},
+    "ema 0.95": {"env.ema": 0.95},
+    "ema 0.9 VP": {"env.ema": 0.9, "env.variance_preserving": True},
+    "action_weight 0.9": {"env.action_weight": 0.9},
+}
+# Explorer name -> overrides. T1's runs are named palm_seed*/random_actions_seed*.
+EXPLORERS = {
+    "random_actions": {"explorer": "random"},
+    "palm": {"explorer": "apt"},
+    "palm_population": {"explorer": "apt", "apt.reference": "population", "agent.standardize": True},
+}
+METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
+           "policy_saturation", "action_std", "latent_norm")
+SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
+         "cpu": (3, list(SETTINGS), {"train.steps": 200}),
+         "full": (3, list(SETTINGS), {})}
 
 
-def curves(runs: dict[str, list[Path]]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-  """{explorer: {metric: (steps [T], values [seeds, T])}} from each run's metrics.jsonl."""
+def after_seed_phase(run: Path) -> dict[str, float]:
+  """{metric: mean over the chunks that start after the run's seed phase} of one run."""
+  spec = json.loads((run / "config.json").read_text())
+  seed_steps, chunk = spec["agent"]["seed_steps"], spec["train"]["chunk_steps"]
+  rows = wd.read_metrics(run)
+  rows = [r for r in rows if r["step"] - chunk >= seed_steps] or rows[-1:]
+  return {m: float(np.mean([r[m] for r in rows])) for m in METRICS if rows and m in rows[0]}
+
+
+def summarise(runs: dict[tuple[str, str], list[Path]]) -> dict:
+  """{(setting, explorer): {metric: per-seed values}} of the finished runs."""
   out = {}
-  for name, dirs in runs.items():
-    rows = [wd.read_metrics(d) for d in dirs]
-    length = min(len(r) for r in rows)
-    steps = np.array([row["step"] for row in rows[0][:length]])
-    out[name] = {m: (steps, np.array([[row[m] for row in r[:length]] for r in rows]))
-                 for m in METRICS if m in rows[0][0]}
+  for key, dirs in runs.items():
+    done = [after_seed_phase(d) for d in dirs if (d / "encoder" / "learner.json").exists()]
+    if done:
+      out[key] = {m: [d[m] for d in done] for m in done[0]}
   return out
 
 
-def table(data) -> str:
-  header = ["explorer"] + [f"{m} (last quarter)" for m in METRICS]
+def fmt(values, digits: int = 2) -> str:
+  v = np.asarray(values, float)
+  return f"{v.mean():.{digits}f} +- {v.std():.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
+
+
+def gap(a, b) -> tuple[str, str]:
+  """(APT - random) in pooled stds and Welch's p, on per-seed values."""
+  a, b = np.asarray(a, float), np.asarray(b, float)
+  if len(a) < 2 or len(b) < 2:
+    return "-", "-"
+  pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+  p = scipy.stats.ttest_ind(a, b, equal_var=False).pvalue
+  return f"{(a.mean() - b.mean()) / max(pooled, 1e-12):+.1f}", f"{p:.3f}"
+
+
+def table(data: dict, settings, explorers) -> str:
+  header = ["setting", "explorer", "seeds"] + list(METRICS) + ["gap vs random (stds)", "Welch p"]
   rows = []
-  for name, metrics in data.items():
-    cells = []
-    for m in METRICS:
-      if m not in metrics:
-        cells.append("-")
-        continue
-      values = metrics[m][1]
-      tail = values[:, -max(1, values.shape[1] // 4):].mean(1)  # per seed
-      cells.append(f"{tail.mean():.3f} +- {tail.std():.3f}")
-    rows.append([name] + cells)
+  for setting, explorer in itertools.product(settings, explorers):
+    cell = data.get((setting, explorer))
+    if cell is None:
+      rows.append([setting, explorer, "0"] + ["missing"] * (len(METRICS) + 2))
+      continue
+    base = data.get((setting, "random_actions"), {}).get("judge_entropy")
+    g, p = gap(cell["judge_entropy"], base) if base and explorer != "random_actions" else ("-", "-")
+    rows.append([setting, explorer, str(len(cell["judge_entropy"]))]
+                + [fmt(cell[m]) if m in cell else "-" for m in METRICS] + [g, p])
   return common.markdown_table(header, rows)
 
 
-def plot(data, path: Path):
+def curves(dirs: list[Path], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+  rows = [wd.read_metrics(d) for d in dirs]
+  rows = [r for r in rows if r and metric in r[0]]
+  if not rows:
+    return None
+  length = min(len(r) for r in rows)
+  return np.array([row["step"] for row in rows[0][:length]]), np.array([[row[metric] for row in r[:length]] for r in rows])
+
+
+def plot(runs: dict, setting: str, explorers, path: Path):
+  """Per-chunk curves of one setting: judge entropy, coverage, policy std and cosine."""
   plt = common.pyplot()
-  fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
-  for ax, m in zip(axes, METRICS):
-    for name, metrics in data.items():
-      if m in metrics:
-        steps, values = metrics[m]
-        ax.plot(steps, values.mean(0), label=name)
-        ax.fill_between(steps, values.min(0), values.max(0), alpha=0.25)
+  shown = ("judge_entropy", "judge_coverage", "policy_std", "policy_cosine")
+  fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2))
+  for ax, m in zip(axes, shown):
+    for explorer in explorers:
+      c = curves(runs.get((setting, explorer), []), m)
+      if c is not None:
+        ax.plot(c[0], c[1].mean(0), label=explorer)
+        ax.fill_between(c[0], c[1].min(0), c[1].max(0), alpha=0.25)
     ax.set_title(m)
     ax.set_xlabel("step")
   axes[0].legend(fontsize=8)
+  fig.suptitle(setting, fontsize=9)
   common.save_figure(fig, path)
 
 
@@ -74,21 +135,35 @@ def main():
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   if args.from_t1:
-    runs = {name: sorted(args.from_t1.glob(f"{name}_seed*")) for name in EXPLORERS}
-    missing = [name for name, dirs in runs.items() if not dirs]
+    settings, explorers = ["T1"], ["random_actions", "palm"]
+    runs = {("T1", name): sorted(args.from_t1.glob(f"{name}_seed*")) for name in explorers}
+    missing = [name for (_, name), dirs in runs.items() if not dirs]
     if missing:
       raise SystemExit(f"{args.from_t1} holds no {', '.join(missing)} runs (expected {missing[0]}_seed0/ ...)")
+    jobs = []
   else:
-    seeds, overrides = SCALE[args.scale]
-    runs = {name: [common.pretrain_run(args.workdir / f"{name}_seed{s}", args.scale, {**overrides, **o}, s)
-                   for s in range(seeds)] for name, o in EXPLORERS.items()}
-  data = curves(runs)
-  plot(data, args.workdir / "t4_exploration.png")
+    seeds, settings, overrides = SCALE[args.scale]
+    explorers = list(EXPLORERS)
+    slug = lambda s: "".join(ch if ch.isalnum() or ch == "." else "_" for ch in s.split(" (")[0])
+    runs = {(s, e): [args.workdir / f"{slug(s)}__{e}_seed{i}" for i in range(seeds)]
+            for s, e in itertools.product(settings, explorers)}
+    jobs = [(s, e, i) for i in range(seeds) for s in settings for e in explorers]  # seed-major: all settings early
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
-  common.write_results(args.workdir, "T4: exploration, APT vs random actions", started,
-                       f"From {source} ({', '.join(f'{k}: {len(v)} seeds' for k, v in runs.items())}). Means over "
-                       f"the last quarter of training, +- std over seeds.\n\n" + table(data)
-                       + "\n![T4](t4_exploration.png)\n")
+
+  def write():
+    data = summarise(runs)
+    for setting in settings:
+      plot(runs, setting, explorers, args.workdir / f"t4_{settings.index(setting)}.png")
+    figures = "\n".join(f"![{s}](t4_{i}.png)" for i, s in enumerate(settings))
+    common.write_results(args.workdir, "T4: exploration in the judge's feature space, APT vs random actions", started,
+                         f"From {source}. Means over the chunks after APT's seed phase, +- std over seeds; gap and "
+                         f"Welch p on judge_entropy.\n\n" + table(data, settings, explorers) + "\n" + figures + "\n")
+
+  for setting, explorer, seed in jobs:
+    overrides = {**SCALE[args.scale][2], **SETTINGS[setting], **EXPLORERS[explorer]}
+    common.pretrain_run(runs[(setting, explorer)][seed], args.scale, overrides, seed)
+    write()
+  write()
 
 
 if __name__ == "__main__":

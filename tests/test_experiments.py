@@ -51,17 +51,23 @@ def test_finished_runs_are_skipped(t1_dir, monkeypatch):
   assert common.pretrain_run(t1_dir / "palm_seed0", "tiny", {"explorer": "apt"}, seed=0) == t1_dir / "palm_seed0"
 
 
-def test_t4_plots_apt_against_random_actions_from_t1(t1_dir, tmp_path, monkeypatch):
-  _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path), "--from-t1", str(t1_dir))
+def test_t4_tabulates_judge_metrics_of_apt_and_random_actions_from_t1(t1_dir, tmp_path, monkeypatch):
+  t4 = _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path), "--from-t1", str(t1_dir))
   text = (tmp_path / "results.md").read_text()
-  assert "| palm |" in text and "| random_actions |" in text and (tmp_path / "t4_exploration.png").exists()
-  palm_row = next(line for line in text.splitlines() if line.startswith("| palm |"))
-  random_row = next(line for line in text.splitlines() if line.startswith("| random_actions |"))
-  assert palm_row.split("|")[-2].strip() != "-" and random_row.split("|")[-2].strip() == "-"  # intrinsic reward
+  assert (tmp_path / "t4_0.png").stat().st_size > 5000
+  rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[4:-1]]
+          for line in text.splitlines() if line.startswith("| T1 |")}
+  assert set(rows) == {"palm", "random_actions"}
+  col = {m: i for i, m in enumerate(t4.METRICS)}
+  for explorer, cells in rows.items():  # one seed: plain numbers, no spread
+    assert float(cells[col["judge_entropy"]]) == float(cells[col["judge_entropy"]])  # a number, not "-"
+    assert 0 <= float(cells[col["judge_coverage"]]) <= 1
+  assert rows["random_actions"][col["policy_std"]] == "-" and float(rows["palm"][col["policy_std"]]) >= 0
+  assert rows["palm"][-2:] == ["-", "-"]  # one seed: no gap, no test
 
 
 def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
-  with pytest.raises(SystemExit, match="holds no palm, random_actions runs"):
+  with pytest.raises(SystemExit, match="holds no random_actions, palm runs"):
     _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "t4"), "--from-t1", str(tmp_path))
 
 

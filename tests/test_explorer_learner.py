@@ -12,7 +12,7 @@ from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
              std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0,
-             standardize=False)
+             standardize=False, center_actions=False)
 
 
 NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward

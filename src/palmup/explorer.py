@@ -23,6 +23,9 @@ critic loss (its bootstrap frame would belong to another episode).
 TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
 config.standardize: actor and critic see the features standardised per dimension over the batch
 (the envs when acting, the replayed batch when updating), i.e. how a frame differs from the others.
+config.center_actions: the actor's pre-tanh output is centred over the same batch, so no action
+direction is shared by all envs. Measured reason (T4): without it DDPG follows a critic gradient
+dQ/da that is nearly the same for every state, and the policy herds every env one way.
 """
 from __future__ import annotations
 
@@ -65,17 +68,20 @@ class _Trunk(nn.Module):
 
 
 class Actor(nn.Module):
-  """features [B, D] -> deterministic action [B, action_dim] in (-1, 1)."""
+  """features [B, D] -> deterministic action [B, action_dim] in (-1, 1). centered: the pre-tanh
+  output minus its mean over the batch (no direction shared by every env)."""
   action_dim: int
   feature_dim: int = 50
   hidden: int = 1024
+  centered: bool = False
 
   @nn.compact
   def __call__(self, h):
     x = _Trunk(self.feature_dim)(h)
     x = nn.relu(nn.Dense(self.hidden)(x))
     x = nn.relu(nn.Dense(self.hidden)(x))
-    return jnp.tanh(nn.Dense(self.action_dim)(x))
+    x = nn.Dense(self.action_dim)(x)
+    return jnp.tanh(x - jnp.mean(x, axis=0) if self.centered else x)
 
 
 class Critic(nn.Module):
@@ -116,7 +122,7 @@ class DDPG:
 
   @property
   def actor(self) -> Actor:
-    return Actor(self.action_dim, self.config.feature_dim, self.config.hidden)
+    return Actor(self.action_dim, self.config.feature_dim, self.config.hidden, self.config.center_actions)
 
   @property
   def critic(self) -> Critic:
