@@ -13,7 +13,8 @@ policy_saturation (|a| > 0.99). latent_norm is a diagnostic only: the shipped ge
 
 Each number is the mean over the chunks after APT's seed phase (agent.seed_steps), then mean +- std
 over seeds; "gap" is (APT - random) / sqrt((s_apt^2 + s_random^2) / 2) on judge_entropy, and p is
-Welch's t-test on the per-seed means. The sweep (--scale cpu, 3 seeds, train.steps 200) crosses the
+Welch's t-test on the per-seed means. The sweep (--scale cpu, 3 seeds, train.steps 125: 50 seed steps,
+then 3 chunks of the actor) crosses the
 env/learner settings of SETTINGS with the explorers of EXPLORERS (random actions do not depend on the
 agent's settings: one random run per setting and seed serves every APT variant). Finished runs are
 skipped on a rerun, and results.md is rewritten after every run, with missing cells marked.
@@ -42,13 +43,16 @@ SETTINGS = {
 # Explorer name -> overrides. T1's runs are named palm_seed*/random_actions_seed*.
 EXPLORERS = {
     "random_actions": {"explorer": "random"},
-    "palm": {"explorer": "apt"},
-    "palm_population": {"explorer": "apt", "apt.reference": "population", "agent.standardize": True},
+    "palm": {"explorer": "apt"},  # URLB's APT with the actor fixes (straight-through clamp, seed phase)
+    "palm_centered": {"explorer": "apt", "apt.reference": "population", "agent.standardize": True,
+                      "agent.center_actions": True},
 }
+# Explorers run only under the first setting at --scale cpu (the CPU budget): the rest are marked missing.
+FIRST_SETTING_ONLY = ("palm",)
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
            "policy_saturation", "action_std", "latent_norm")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
-         "cpu": (3, list(SETTINGS), {"train.steps": 200}),
+         "cpu": (3, list(SETTINGS), {"train.steps": 125}),
          "full": (3, list(SETTINGS), {})}
 
 
@@ -131,6 +135,8 @@ def plot(runs: dict, setting: str, explorers, path: Path):
 def main():
   parser = common.parser(__doc__)
   parser.add_argument("--from-t1", type=Path, default=None, help="a T1 workdir whose palm/random_actions runs to read")
+  parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1),
+                      help="i/n: run every n-th job from the i-th (n processes share one --workdir)")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +153,9 @@ def main():
     slug = lambda s: "".join(ch if ch.isalnum() or ch == "." else "_" for ch in s.split(" (")[0])
     runs = {(s, e): [args.workdir / f"{slug(s)}__{e}_seed{i}" for i in range(seeds)]
             for s, e in itertools.product(settings, explorers)}
-    jobs = [(s, e, i) for i in range(seeds) for s in settings for e in explorers]  # seed-major: all settings early
+    jobs = [(s, e, i) for s in settings for i in range(seeds) for e in explorers  # settings in order of priority
+            if s == settings[0] or e not in FIRST_SETTING_ONLY or args.scale == "full"]
+    jobs = jobs[args.shard[0]::args.shard[1]]
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
 
   def write():

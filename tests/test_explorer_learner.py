@@ -118,6 +118,17 @@ def test_standardized_inputs_ignore_what_all_envs_share():
   assert float(jnp.std(agent.policy(state, features), axis=0).mean()) > 0.01
 
 
+def test_centered_actor_shares_no_direction_across_the_batch():
+  agent = _agent(center_actions=True)
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  features = jax.random.normal(jax.random.PRNGKey(1), (64, 6))
+  pre_tanh = np.arctanh(np.asarray(agent.policy(state, features), np.float64))
+  np.testing.assert_allclose(pre_tanh.mean(0), 0.0, atol=1e-5)
+  collapsed = jax.tree.map(jnp.zeros_like, state.actor)
+  collapsed["params"]["Dense_2"]["bias"] = jnp.full((3,), 5.0)  # a constant push: removed entirely
+  np.testing.assert_allclose(agent.policy(state.replace(actor=collapsed), features), 0.0, atol=1e-6)
+
+
 def test_critic_ignores_sequences_that_cross_a_reset():
   """The stored action enters only Q(f_0, a_0) of its own sequence: changing the actions of masked
   sequences changes neither the critic loss nor the critic update; changing a valid one does."""
