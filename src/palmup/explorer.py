@@ -241,6 +241,7 @@ class DDPG:
     new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
                      state.updates + 1)
     metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "q_target": jnp.mean(target),
-               "dq_da_norm": jnp.mean(jnp.linalg.norm(dq_da, axis=-1)), "intrinsic_reward": jnp.mean(reward),
+               "dq_da_norm": jnp.mean(jnp.linalg.norm(dq_da, axis=-1)),
+               "dq_da_cosine": action_stats(dq_da)["cosine"], "intrinsic_reward": jnp.mean(reward),
                "intrinsic_reward_std": jnp.std(reward), "exploration_std": std}
     return new, metrics
