@@ -35,10 +35,11 @@ def get_config():
       dtype="float32", head_hidden=256, head_out=128, temperature=0.5, lr=1e-3, weight_decay=1e-6,
       pair_offset=4, augment="none", crop_min=0.3, jitter=0.4)
   # seed_steps: loop steps of uniform actions before the actor acts (URLB: 4,000 frames), counted
-  # after train.warmup_steps; the agent updates during them.
+  # after train.warmup_steps; the agent updates during them. standardize / center_actions / algo
+  # ("ddpg" as URLB, or "sac" with init_temperature): see palmup.explorer.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
-                 seed_steps=50, standardize=False, center_actions=False)
+                 seed_steps=50, standardize=False, center_actions=False, algo="ddpg", init_temperature=0.1)
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame; see palmup.explorer)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")

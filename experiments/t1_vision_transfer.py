@@ -1,7 +1,7 @@
 """T1, vision transfer: does playing in the generator's latent space give features that transfer to
 real images, and do exploration and temporal pairs matter?
 
-    python experiments/t1_vision_transfer.py --workdir runs/t1 --scale cpu    # about 45 min, 2 CPU cores
+    python experiments/t1_vision_transfer.py --workdir runs/t1 --scale cpu    # hours on 2 CPU cores; resumable
 
 Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.py):
   palm            APT explorer, temporal pairs (o_t, o_t+offset), no augmentation (the paper)
@@ -12,7 +12,8 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
 Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge), mean +- std over
-seeds. Scales: tiny (CI plumbing, seconds), cpu (300 pretraining steps, 2 seeds), full (accelerator:
+seeds, and palm against each method: the difference and Welch's p. Scales: tiny (CI plumbing,
+seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget), full (accelerator:
 1024 envs, ResNet-18, 20k steps, 3 seeds; documented, not run here). Finished runs are skipped on a
 rerun, so an interrupted table resumes. Writes results.md (which also names every method that does
 not beat raw pixels), results.json, t1_vision_transfer.png.
@@ -34,7 +35,7 @@ METHODS = {
 }
 SCALE = {  # seeds, pretraining overrides, probe datasets
     "tiny": (1, {}, ("digits",)),
-    "cpu": (2, {"train.steps": 300}, ("fashion_mnist", "mnist5k", "digits")),
+    "cpu": (3, {"train.steps": 1200}, ("fashion_mnist", "mnist5k", "digits")),
     "full": (3, {}, ("fashion_mnist", "mnist5k", "digits")),
 }
 SHOTS = "10"
@@ -71,6 +72,25 @@ def table(results, shots) -> str:
   header = ["method"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
   rows = [[m] + [common.mean_std(results[m][d][k]) for d in datasets for k in ("linear", "few_shot")]
           for m in results]
+  return common.markdown_table(header, rows)
+
+
+def palm_tests(results, shots) -> str:
+  """Welch's p (one-sample against raw pixels' single value) of palm vs each other method, per
+  dataset and probe, with the sign of palm's mean difference."""
+  datasets = list(results["palm"])
+  header = ["palm vs"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
+  rows = []
+  for m in results:
+    if m == "palm":
+      continue
+    cells = []
+    for d in datasets:
+      for k in ("linear", "few_shot"):
+        a, b = results["palm"][d][k], results[m][d][k]
+        p = common.welch_p(a, b)
+        cells.append("-" if np.isnan(p) else f"{100 * (np.mean(a) - np.mean(b)):+.1f} (p {p:.3f})")
+    rows.append([m] + cells)
   return common.markdown_table(header, rows)
 
 
@@ -113,6 +133,8 @@ def main():
   common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
                        f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
                        f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
+                       + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
+                       "(against raw pixels, one value: a one-sample test):\n\n" + palm_tests(results, shots)
                        + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
 

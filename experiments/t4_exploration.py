@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
 import common
 from palmup import workdir as wd
@@ -46,9 +45,10 @@ EXPLORERS = {
     "palm": {"explorer": "apt"},  # URLB's APT with the actor fixes (straight-through clamp, seed phase)
     "palm_centered": {"explorer": "apt", "apt.reference": "population", "agent.standardize": True,
                       "agent.center_actions": True},
+    "palm_sac": {"explorer": "apt", "agent.algo": "sac"},  # SAC instead of DDPG, URLB's reward
 }
 # Explorers run only under the first setting at --scale cpu (the CPU budget): the rest are marked missing.
-FIRST_SETTING_ONLY = ("palm",)
+FIRST_SETTING_ONLY = ("palm", "palm_sac")
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
            "policy_saturation", "action_std", "latent_norm")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
@@ -86,8 +86,7 @@ def gap(a, b) -> tuple[str, str]:
   if len(a) < 2 or len(b) < 2:
     return "-", "-"
   pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-  p = scipy.stats.ttest_ind(a, b, equal_var=False).pvalue
-  return f"{(a.mean() - b.mean()) / max(pooled, 1e-12):+.1f}", f"{p:.3f}"
+  return f"{(a.mean() - b.mean()) / max(pooled, 1e-12):+.1f}", f"{common.welch_p(a, b):.3f}"
 
 
 def table(data: dict, settings, explorers) -> str:

@@ -31,6 +31,7 @@ def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
   for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder", "raw_pixels"):
     assert f"| {method} |" in text
   assert not any("raw_pixels" in p.name for p in t1_dir.iterdir())  # the pixel floor pretrains nothing
+  assert "| palm vs |" in text and "| raw_pixels | - | - |" in text  # one seed at tiny scale: no test
   assert "Commit:" in text and "Wall time:" in text and (t1_dir / "t1_vision_transfer.png").stat().st_size > 5000
   results = json.loads((t1_dir / "results.json").read_text())["results"]
   for method, by_dataset in results.items():

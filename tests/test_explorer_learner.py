@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import scipy.stats
 
 from palmup import apt
 from palmup.explorer import DDPG, action_stats, straight_through_clip
@@ -12,7 +13,7 @@ from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
              std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0,
-             standardize=False, center_actions=False)
+             standardize=False, center_actions=False, algo="ddpg", init_temperature=0.1)
 
 
 NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward
@@ -127,6 +128,29 @@ def test_centered_actor_shares_no_direction_across_the_batch():
   collapsed = jax.tree.map(jnp.zeros_like, state.actor)
   collapsed["params"]["Dense_2"]["bias"] = jnp.full((3,), 5.0)  # a constant push: removed entirely
   np.testing.assert_allclose(agent.policy(state.replace(actor=collapsed), features), 0.0, atol=1e-6)
+
+
+def test_sac_log_probability_is_the_squashed_gaussians_density():
+  agent = _agent(algo="sac")
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  h = jax.random.normal(jax.random.PRNGKey(1), (16, 6))
+  action, log_prob = agent._sample(state.actor, h, jax.random.PRNGKey(2), 0.0)
+  mean, log_std = (np.asarray(x, np.float64) for x in agent.actor.apply(state.actor, h))
+  pre = np.arctanh(np.asarray(action, np.float64))
+  expected = scipy.stats.norm.logpdf(pre, mean, np.exp(log_std)) - np.log(1 - np.tanh(pre) ** 2)
+  np.testing.assert_allclose(log_prob, expected.sum(-1), rtol=1e-3, atol=1e-2)
+  assert float(jnp.max(jnp.abs(agent.policy(state, h) - jnp.tanh(mean)))) < 1e-6
+
+
+def test_sac_temperature_rises_when_the_policy_is_too_certain():
+  agent = _agent(algo="sac")
+  features, action, first = _batch(jax.random.PRNGKey(3))
+  state = agent.init(jax.random.PRNGKey(4), 6)
+  certain = jax.tree.map(lambda x: x, state.actor)
+  certain["params"]["Dense_3"]["bias"] = jnp.full((3,), -5.0)  # std e^-5: entropy far below -3
+  new, m = agent.update(state.replace(actor=certain), features, action, first, NO_NOVELTY, jax.random.PRNGKey(5), 0)
+  assert float(new.log_alpha) > float(state.log_alpha) and float(m["policy_entropy"]) < -3
+  assert np.isfinite(float(m["critic_loss"])) and float(m["alpha"]) > 0.1
 
 
 def test_critic_ignores_sequences_that_cross_a_reset():

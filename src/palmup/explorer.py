@@ -84,6 +84,24 @@ class Actor(nn.Module):
     return jnp.tanh(x - jnp.mean(x, axis=0) if self.centered else x)
 
 
+class GaussianActor(nn.Module):
+  """features [B, D] -> (pre-tanh mean [B, action_dim], log std [B, action_dim] in [-5, 2]): SAC's
+  tanh-squashed Gaussian (the same trunk and MLP as Actor; centered as there)."""
+  action_dim: int
+  feature_dim: int = 50
+  hidden: int = 1024
+  centered: bool = False
+
+  @nn.compact
+  def __call__(self, h):
+    x = _Trunk(self.feature_dim)(h)
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    mean = nn.Dense(self.action_dim)(x)
+    mean = mean - jnp.mean(mean, axis=0) if self.centered else mean
+    return mean, jnp.clip(nn.Dense(self.action_dim)(x), -5.0, 2.0)
+
+
 class Critic(nn.Module):
   """(features [B, D], action [B, A]) -> (Q1 [B], Q2 [B])."""
   feature_dim: int = 50
@@ -111,18 +129,29 @@ class AgentState:
   critic_opt: optax.OptState
   reward_mean: apt.RunningMean
   updates: jax.Array
+  log_alpha: jax.Array  # SAC's entropy temperature (unused by DDPG)
+  alpha_opt: optax.OptState
 
 
 @dataclasses.dataclass(frozen=True)
 class DDPG:
-  """Pure init / act / update. config: the `agent` ConfigDict; apt_config: the `apt` one."""
+  """Pure init / act / update. config: the `agent` ConfigDict; apt_config: the `apt` one.
+  config.algo = "sac" swaps the deterministic actor and its noise for SAC's squashed Gaussian with
+  a learned temperature (target entropy -action_dim, start config.init_temperature), the APT
+  paper's own backbone: with a critic that carries no signal about the action, it stays spread
+  instead of following that critic's gradient."""
   config: object
   apt_config: object
   action_dim: int
 
   @property
-  def actor(self) -> Actor:
-    return Actor(self.action_dim, self.config.feature_dim, self.config.hidden, self.config.center_actions)
+  def sac(self) -> bool:
+    return self.config.algo == "sac"
+
+  @property
+  def actor(self) -> Actor | GaussianActor:
+    module = GaussianActor if self.sac else Actor
+    return module(self.action_dim, self.config.feature_dim, self.config.hidden, self.config.center_actions)
 
   @property
   def critic(self) -> Critic:
@@ -136,8 +165,10 @@ class DDPG:
     ka, kc = jax.random.split(key)
     h, a = jnp.zeros((1, feature_size)), jnp.zeros((1, self.action_dim))
     actor, critic = self.actor.init(ka, h), self.critic.init(kc, h, a)
+    log_alpha = jnp.log(jnp.asarray(self.config.init_temperature, jnp.float32))
     return AgentState(actor, critic, actor, critic, self.optimizer.init(actor),
-                      self.optimizer.init(critic), apt.RunningMean.init(), jnp.zeros((), jnp.int32))
+                      self.optimizer.init(critic), apt.RunningMean.init(), jnp.zeros((), jnp.int32),
+                      log_alpha, self.optimizer.init(log_alpha))
 
   def std(self, step) -> jax.Array:
     c = self.config
@@ -157,15 +188,30 @@ class DDPG:
     return (features - mean) / (std + 1e-6)
 
   def policy(self, state: AgentState, features) -> jax.Array:
-    """The actor's noiseless actions [B, action_dim] for features [B, D]."""
-    return self.actor.apply(state.actor, self.inputs(features))
+    """The actor's noiseless actions [B, action_dim] for features [B, D] (SAC: tanh of the mean)."""
+    out = self.actor.apply(state.actor, self.inputs(features))
+    return jnp.tanh(out[0]) if self.sac else out
+
+  def _sample(self, params, h, key, std):
+    """(actions [B, A] in [-1, 1], log-probabilities [B]) at actor inputs h: DDPG's mean plus
+    clipped noise, straight-through clamped (log-probability 0), or a squashed-Gaussian sample."""
+    if not self.sac:
+      return self._noisy(key, self.actor.apply(params, h), std), jnp.zeros(h.shape[0])
+    mean, log_std = self.actor.apply(params, h)
+    eps = jax.random.normal(key, mean.shape)
+    action = jnp.tanh(mean + jnp.exp(log_std) * eps)
+    log_prob = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2 * jnp.pi) - jnp.log1p(-jnp.square(action) + 1e-6)
+    return action, jnp.sum(log_prob, axis=-1)
 
   def act(self, state: AgentState, features, key, step) -> jax.Array:
     """Exploration actions [B, action_dim] for features [B, D]: uniform on [-1, 1] for the first
     config.seed_steps steps, then the actor's mean plus unclipped noise, clamped to [-1, 1]."""
-    mean = self.policy(state, features)
     k_noise, k_seed = jax.random.split(key)
-    policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
+    if self.sac:
+      policy = self._sample(state.actor, self.inputs(features), k_noise, 0.0)[0]
+    else:
+      mean = self.policy(state, features)
+      policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
     uniform = jax.random.uniform(k_seed, mean.shape, minval=-1.0, maxval=1.0)
     return jnp.where(step < self.config.seed_steps, uniform, policy)
 
@@ -207,10 +253,12 @@ class DDPG:
     ret = jnp.sum(reward * c.discount ** jnp.arange(n), axis=1)
     std = self.std(step)
     h0, hn = self.inputs(features[:, 0]), self.inputs(features[:, n])
+    alpha = jnp.exp(state.log_alpha) if self.sac else 0.0
     next_actor = state.actor_target if c.td3 else state.actor
-    next_action = self._noisy(k_next, self.actor.apply(next_actor, hn), std)
+    next_action, next_log_prob = self._sample(next_actor, hn, k_next, std)
     q1_next, q2_next = self.critic.apply(state.critic_target, hn, next_action)
-    target = jax.lax.stop_gradient(ret + c.discount ** n * jnp.minimum(q1_next, q2_next))
+    soft_value = jnp.minimum(q1_next, q2_next) - alpha * next_log_prob
+    target = jax.lax.stop_gradient(ret + c.discount ** n * soft_value)
     valid = same_episode(first, n).astype(jnp.float32)
 
     def critic_loss(params):
@@ -223,11 +271,18 @@ class DDPG:
     critic = optax.apply_updates(state.critic, c_updates)
 
     def actor_loss(params):
-      q1, q2 = self.critic.apply(critic, h0, self._noisy(k_pi, self.actor.apply(params, h0), std))
-      return -jnp.mean(jnp.minimum(q1, q2))
+      sample, log_prob = self._sample(params, h0, k_pi, std)
+      q1, q2 = self.critic.apply(critic, h0, sample)
+      return jnp.mean(alpha * log_prob - jnp.minimum(q1, q2)), log_prob
 
-    a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor)
-    policy = self.actor.apply(state.actor, h0)  # h0: already the actor's inputs
+    (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
+    # SAC's temperature: raised when the policy's entropy falls below -action_dim, lowered above.
+    alpha_loss = lambda la: -la * jnp.mean(jax.lax.stop_gradient(log_prob) - self.action_dim)
+    log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
+    if self.sac:
+      al_updates, alpha_opt = self.optimizer.update(jax.grad(alpha_loss)(log_alpha), alpha_opt)
+      log_alpha = optax.apply_updates(log_alpha, al_updates)
+    policy = self.policy(state, features[:, 0])
     dq_da = jax.grad(lambda a: jnp.sum(jnp.minimum(*self.critic.apply(critic, h0, a))))(policy)
     a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
     actor = optax.apply_updates(state.actor, a_updates)
@@ -239,9 +294,11 @@ class DDPG:
     critic_target = pick(soft(state.critic_target, critic), state.critic_target)
     actor_target = pick(soft(state.actor_target, actor), state.actor_target)
     new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
-                     state.updates + 1)
+                     state.updates + 1, log_alpha, alpha_opt)
     metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "q_target": jnp.mean(target),
                "dq_da_norm": jnp.mean(jnp.linalg.norm(dq_da, axis=-1)),
                "dq_da_cosine": action_stats(dq_da)["cosine"], "intrinsic_reward": jnp.mean(reward),
                "intrinsic_reward_std": jnp.std(reward), "exploration_std": std}
+    if self.sac:
+      metrics.update(alpha=jnp.exp(log_alpha), policy_entropy=-jnp.mean(log_prob))
     return new, metrics

@@ -54,6 +54,7 @@ from palmup.replay import STORAGES, Replay
 
 EXPLORERS = ("apt", "random", "static")
 APT_REFERENCES = ("batch", "population")  # apt.reference: whose frames a frame's kNN are among
+AGENT_ALGOS = ("ddpg", "sac")  # agent.algo: the actor-critic behind APT (palmup.explorer)
 
 
 @flax.struct.dataclass
@@ -74,6 +75,8 @@ def validate(config):
   cc.one_of(config, "explorer", EXPLORERS)
   cc.one_of(config, "replay.storage", STORAGES)
   cc.one_of(config, "apt.reference", APT_REFERENCES)
+  cc.one_of(config, "agent.algo", AGENT_ALGOS)
+  cc.positive(config, "agent.init_temperature")
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
   cc.one_of(config, "learner.dtype", DTYPES)
