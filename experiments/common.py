@@ -43,18 +43,19 @@ def probe_config(scale: str):
   return cfg
 
 
-def probe(run: Path, dataset: str, cfg, random_seed: int | None = None) -> dict:
-  """evaluate_encoder on `dataset` of the run's encoder, or of its architecture at random init."""
-  learner, params, obs_shape = pretrain.load_encoder(Path(run) / "encoder")
+def probe(run: Path, dataset: str, cfg, random_seed: int | None = None, encoder: str = "encoder") -> dict:
+  """evaluate_encoder on `dataset` of the run's encoder (run/<encoder>), or of its architecture at
+  random init."""
+  learner, params, obs_shape = pretrain.load_encoder(Path(run) / encoder)
   if random_seed is not None:
     params = evaluate.random_params(learner, obs_shape, random_seed)
   return evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, cfg)
 
 
-def probe_pixels(run: Path, dataset: str, cfg) -> dict:
+def probe_pixels(run: Path, dataset: str, cfg, encoder: str = "encoder") -> dict:
   """evaluate_pixels on `dataset` at the input shape of the run's encoder (read from its learner.json;
   no encoder is loaded or trained)."""
-  spec = json.loads((Path(run) / "encoder" / "learner.json").read_text())
+  spec = json.loads((Path(run) / encoder / "learner.json").read_text())
   return evaluate.evaluate_pixels(tuple(spec["obs_shape"]), dataset, cfg)
 
 

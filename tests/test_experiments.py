@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from palmup import configs
+from palmup import configs, workdir as wd
 
 sys.path.insert(0, str(configs.ROOT / "experiments"))
 
@@ -70,6 +70,20 @@ def test_t4_tabulates_judge_metrics_of_apt_and_random_actions_from_t1(t1_dir, tm
 def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
   with pytest.raises(SystemExit, match="holds no random_actions, palm runs"):
     _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "t4"), "--from-t1", str(tmp_path))
+
+
+def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypatch):
+  _main(monkeypatch, "t5_budget_curve", "--workdir", str(tmp_path), "--scale", "tiny")
+  results = json.loads((tmp_path / "results.json").read_text())
+  for method in ("palm", "simclr_real"):
+    assert sorted((tmp_path / f"{method}_seed0").glob("encoder_*")) == [tmp_path / f"{method}_seed0" / f"encoder_{b}"
+                                                                        for b in (3, 6)]
+    for budget in ("3", "6"):
+      assert 0.1 < results["results"][method][budget]["linear"][0] <= 1.0
+  steps = [row["step"] for row in wd.read_metrics(tmp_path / "palm_seed0")]
+  assert steps == [3, 6]  # the second budget resumed the first: one row per chunk, none redone
+  assert results["floors"]["raw_pixels"]["linear"] > 0.8
+  assert "| palm | 6 |" in (tmp_path / "results.md").read_text() and (tmp_path / "t5_budget_curve.png").exists()
 
 
 def test_t3_vmapped_statistics_and_probe(tmp_path, monkeypatch):

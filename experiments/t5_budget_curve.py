@@ -1,0 +1,89 @@
+"""T5, budget curve: probe accuracy against pretraining steps, for Palm and SimCLR on the real images,
+against the raw-pixel and random-encoder floors.
+
+    python experiments/t5_budget_curve.py --workdir runs/t5 --scale cpu    # hours on 2 CPU cores; resumable
+
+Each method and seed is one run, extended budget by budget: the run is pretrained to the first
+budget, its encoder kept as encoder_<steps>/, then the same workdir is resumed to the next budget
+(train.steps is one of the keys a resumed run may change; the learner's learning rate is constant,
+so a run resumed to N steps is the run of N steps). Every kept encoder is probed on Fashion-MNIST
+(logistic top-1 and 10-shot ridge). Writes results.md (table: mean +- std over seeds per budget,
+with the floors), results.json and t5_budget_curve.png.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import common
+from t1_vision_transfer import METHODS
+
+CURVE_METHODS = ("palm", "simclr_real")
+SCALE = {"tiny": (1, (3, 6)), "cpu": (3, (300, 1200, 3000)), "full": (3, (2000, 8000, 20000))}  # seeds, budgets
+DATASET, SHOTS = "fashion_mnist", "10"
+
+
+def extend(run: Path, scale: str, overrides: dict, seed: int, budget: int) -> Path:
+  """run's encoder after `budget` steps (encoder_<budget>/), pretraining or resuming as needed."""
+  kept = run / f"encoder_{budget}"
+  if not kept.exists():
+    common.pretrain_run(run, scale, {**overrides, "train.steps": budget}, seed)
+    shutil.move(str(run / "encoder"), str(kept))
+  return kept
+
+
+def main():
+  parser = common.parser(__doc__)
+  args = parser.parse_args()
+  started = common.start()
+  args.workdir.mkdir(parents=True, exist_ok=True)
+  seeds, budgets = SCALE[args.scale]
+  cfg = common.probe_config(args.scale)
+  shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
+  dataset = "digits" if args.scale == "tiny" else DATASET
+  results = {m: {b: {"linear": [], "few_shot": []} for b in budgets} for m in CURVE_METHODS}
+  for seed in range(seeds):
+    for method in CURVE_METHODS:
+      for budget in budgets:
+        encoder = extend(args.workdir / f"{method}_seed{seed}", args.scale, METHODS[method], seed, budget)
+        r = common.probe(encoder.parent, dataset, cfg, encoder=encoder.name)
+        results[method][budget]["linear"].append(r["test_accuracy"])
+        results[method][budget]["few_shot"].append(r["few_shot"][shots]["mean"])
+  first = args.workdir / f"palm_seed0/encoder_{budgets[0]}"
+  floors = {"raw_pixels": common.probe_pixels(first.parent, dataset, cfg, encoder=first.name),
+            "random_encoder": common.probe(first.parent, dataset, cfg, 1000, encoder=first.name)}
+  floors = {k: {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]} for k, r in floors.items()}
+  common.write_json(args.workdir / "results.json", {"dataset": dataset, "shots": shots, "results": results,
+                                                     "floors": floors})
+  header = ["method", "steps", "linear", f"{shots}-shot"]
+  rows = [[m, str(b), common.mean_std(results[m][b]["linear"]), common.mean_std(results[m][b]["few_shot"])]
+          for m in CURVE_METHODS for b in budgets]
+  rows += [[k, "-", f"{100 * v['linear']:.1f}", f"{100 * v['few_shot']:.1f}"] for k, v in floors.items()]
+  plot(results, floors, budgets, shots, args.workdir / "t5_budget_curve.png")
+  common.write_results(args.workdir, f"T5: probe accuracy against pretraining budget ({args.scale} scale)", started,
+                       f"Top-1 % on {dataset}'s test split, mean +- std over {seeds} seeds; floors: raw pixels and "
+                       "the encoder at random init (seed 1000), one value each.\n\n"
+                       + common.markdown_table(header, rows) + "\n![T5](t5_budget_curve.png)\n")
+
+
+def plot(results, floors, budgets, shots, path: Path):
+  plt = common.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for ax, kind, title in zip(axes, ("linear", "few_shot"), ("logistic probe", f"{shots}-shot ridge")):
+    for m in results:
+      values = np.array([100 * np.asarray(results[m][b][kind]) for b in budgets])  # [budgets, seeds]
+      ax.errorbar(budgets, values.mean(1), yerr=values.std(1), label=m, marker="o", capsize=3)
+    for (name, v), style in zip(floors.items(), ("--", ":")):
+      ax.axhline(100 * v[kind], color="grey", linestyle=style, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("pretraining steps")
+    ax.set_ylabel("top-1 %")
+    ax.set_title(title)
+  axes[0].legend(fontsize=7)
+  common.save_figure(fig, path)
+
+
+if __name__ == "__main__":
+  main()
