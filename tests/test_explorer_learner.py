@@ -140,6 +140,10 @@ def test_sac_log_probability_is_the_squashed_gaussians_density():
   expected = scipy.stats.norm.logpdf(pre, mean, np.exp(log_std)) - np.log(1 - np.tanh(pre) ** 2)
   np.testing.assert_allclose(log_prob, expected.sum(-1), rtol=1e-3, atol=1e-2)
   assert float(jnp.max(jnp.abs(agent.policy(state, h) - jnp.tanh(mean)))) < 1e-6
+  acted = agent.act(state, jnp.zeros((4000, 6)), jax.random.PRNGKey(3), 0)  # one state: the spread is the policy's
+  assert acted.shape == (4000, 3) and float(jnp.max(jnp.abs(acted))) <= 1.0
+  std_at_zero = np.exp(np.asarray(agent.actor.apply(state.actor, jnp.zeros((1, 6)))[1][0]))
+  np.testing.assert_allclose(np.arctanh(np.asarray(acted, np.float64)).std(0), std_at_zero, rtol=0.1)
 
 
 def test_sac_temperature_rises_when_the_policy_is_too_certain():

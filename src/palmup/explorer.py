@@ -212,7 +212,7 @@ class DDPG:
     else:
       mean = self.policy(state, features)
       policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
-    uniform = jax.random.uniform(k_seed, mean.shape, minval=-1.0, maxval=1.0)
+    uniform = jax.random.uniform(k_seed, policy.shape, minval=-1.0, maxval=1.0)
     return jnp.where(step < self.config.seed_steps, uniform, policy)
 
   def reward(self, features, reward_mean: apt.RunningMean):
