@@ -95,7 +95,8 @@ def table(data: dict, settings, explorers) -> str:
   for setting, explorer in itertools.product(settings, explorers):
     cell = data.get((setting, explorer))
     if cell is None:
-      rows.append([setting, explorer, "0"] + ["missing"] * (len(METRICS) + 2))
+      skipped = explorer in FIRST_SETTING_ONLY and setting != settings[0]
+      rows.append([setting, explorer, "0"] + ["not run" if skipped else "missing"] * (len(METRICS) + 2))
       continue
     base = data.get((setting, "random_actions"), {}).get("judge_entropy")
     g, p = gap(cell["judge_entropy"], base) if base and explorer != "random_actions" else ("-", "-")
@@ -136,6 +137,7 @@ def main():
   parser.add_argument("--from-t1", type=Path, default=None, help="a T1 workdir whose palm/random_actions runs to read")
   parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1),
                       help="i/n: run every n-th job from the i-th (n processes share one --workdir)")
+  parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, run nothing")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,7 @@ def main():
             for s, e in itertools.product(settings, explorers)}
     jobs = [(s, e, i) for s in settings for i in range(seeds) for e in explorers  # settings in order of priority
             if s == settings[0] or e not in FIRST_SETTING_ONLY or args.scale == "full"]
-    jobs = jobs[args.shard[0]::args.shard[1]]
+    jobs = [] if args.table_only else jobs[args.shard[0]::args.shard[1]]
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
 
   def write():
