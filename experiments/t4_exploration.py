@@ -42,9 +42,10 @@ SETTINGS = {
 # Explorer name -> overrides. T1's runs are named palm_seed*/random_actions_seed*.
 EXPLORERS = {
     "random_actions": {"explorer": "random"},
-    "palm": {"explorer": "apt"},  # URLB's APT with the actor fixes (straight-through clamp, seed phase)
-    "palm_centered": {"explorer": "apt", "apt.reference": "population", "agent.standardize": True,
-                      "agent.center_actions": True},
+    # URLB's APT (DDPG) with the actor fixes (straight-through clamp, seed phase, unclipped acting noise)
+    "palm": {"explorer": "apt", "agent.algo": "ddpg"},
+    "palm_centered": {"explorer": "apt", "agent.algo": "ddpg", "apt.reference": "population",
+                      "agent.standardize": True, "agent.center_actions": True},
     "palm_sac": {"explorer": "apt", "agent.algo": "sac"},  # SAC instead of DDPG, URLB's reward
 }
 # Explorers run only under the first setting at --scale cpu (the CPU budget): the rest are marked missing.

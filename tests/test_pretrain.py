@@ -69,8 +69,8 @@ def test_every_explorer_runs_and_updates(env, explorer, augment):
 def test_collapsed_actor_reads_as_collapsed_on_the_logged_diagnostics(env):
   """An actor that gives every env the same saturated action (zero weights, bias 5) reads as
   collapsed (policy/action std 0, saturation 1, pairwise cosine 1); uniform actions do not."""
-  config = tiny_config(**{"agent.seed_steps": 0, "agent.std_start": 0.0, "agent.std_end": 0.0,
-                          "agent.lr": 1e-7})
+  config = tiny_config(**{"agent.algo": "ddpg", "agent.seed_steps": 0, "agent.std_start": 0.0,
+                          "agent.std_end": 0.0, "agent.lr": 1e-7})
   pretrain.validate(config)
   init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
   state = init(jax.random.PRNGKey(0))
