@@ -2,9 +2,12 @@
 
     palmup pretrain --config configs/pretrain_fashion_mnist.py --workdir runs/pretrain
 
-Explorer: APT with URLB's DDPG and URLB's APT reward variant (k = 12, kNN distances divided by
-their running mean, clip 1e-4, averaged over the k neighbours, log(1 + .)), hidden sizes reduced
-for the CPU. Learner: small strided CNN, NT-Xent on temporal pairs (o_t, o_t+4) of one episode, no augmentation
+Explorer: APT with URLB's APT reward variant (k = 12, kNN distances divided by their running
+mean, clip 1e-4, averaged over the k neighbours, log(1 + .)) on a SAC actor-critic (the APT paper's
+backbone; URLB's DDPG is --config.agent.algo=ddpg), hidden sizes reduced for the CPU. SAC is the
+default because it is the only variant measured not to collapse the exploration (T4: judge-space
+entropy 106.5 +- 2.6 vs DDPG's 61.4 +- 1.3, random actions 108.3 +- 1.0; 3 seeds); no variant
+explored more than random actions. Learner: small strided CNN, NT-Xent on temporal pairs (o_t, o_t+4) of one episode, no augmentation
 (the paper's pairs are consecutive: --config.learner.pair_offset=1).
 Baselines on the same loop: --config.explorer=random, or --config.explorer=static
 --config.learner.augment=only (GenRep-style i.i.d. samples with augmentation pairs), plus
@@ -39,7 +42,7 @@ def get_config():
   # ("ddpg" as URLB, or "sac" with init_temperature): see palmup.explorer.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
-                 seed_steps=50, standardize=False, center_actions=False, algo="ddpg", init_temperature=0.1)
+                 seed_steps=50, standardize=False, center_actions=False, algo="sac", init_temperature=0.1)
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame; see palmup.explorer)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")
