@@ -1,4 +1,4 @@
-"""The APT explorer (DDPG/TD3 on particle rewards), the learner's views and probe, and the coverage
+"""The APT explorer (DDPG/TD3/SAC on particle rewards), the learner's views and probe, and the coverage
 statistic."""
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from palmup import apt
-from palmup.explorer import DDPG, action_stats, straight_through_clip
+from palmup.explorer import ActorCritic, action_stats, straight_through_clip
 from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
@@ -21,7 +21,7 @@ NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the b
 
 def _agent(running_mean=False, reference="batch", **overrides):
   cfg = ml_collections.ConfigDict({**AGENT, **overrides})
-  return DDPG(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0,
+  return ActorCritic(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0,
                                                   reference=reference)), 3)
 
 

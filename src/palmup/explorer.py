@@ -1,4 +1,4 @@
-"""The APT explorer: a DDPG actor-critic (URLB's, TD3's tricks optional) maximising the particle
+"""The APT explorer: an actor-critic, DDPG (URLB's; TD3's tricks optional) or SAC, maximising the particle
 reward `palmup.apt.particle_reward` of encoder features, for latent-sized continuous actions.
 
 Inputs are encoder features the caller has already detached (the learner's encoder; RL gradients
@@ -134,7 +134,7 @@ class AgentState:
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPG:
+class ActorCritic:
   """Pure init / act / update. config: the `agent` ConfigDict; apt_config: the `apt` one.
   config.algo = "sac" swaps the deterministic actor and its noise for SAC's squashed Gaussian with
   a learned temperature (target entropy -action_dim, start config.init_temperature), the APT

@@ -9,7 +9,7 @@
     act (APT actor on detached features | uniform random)  ->  env step (num_envs envs, vmapped)
     ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
     ->  learner update (NT-Xent on (o_0, o_offset), episode crossings masked)
-    ->  agent update (DDPG on APT rewards of the same sequences, features detached)
+    ->  agent update (SAC or DDPG on APT rewards of the same sequences, features detached)
 
 explorer = "static" is the GenRep-style baseline on the same loop: no env and no replay; each step
 decodes B i.i.d. (z ~ N(0, noise_scale^2 I), y ~ U{classes}) and contrasts two augmentations.
@@ -46,7 +46,7 @@ from palmup import apt, config_checks as cc, generators, sharding, viz, workdir 
 from palmup.data import datasets, transforms
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.evaluators import exploration
-from palmup.explorer import DDPG, AgentState, action_stats
+from palmup.explorer import ActorCritic, AgentState, action_stats
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
@@ -159,7 +159,7 @@ def build(config, env: LatentEnv):
   """(learner, agent or None, replay or None) for a validated config."""
   source = real_source(config, env.observation_shape)
   learner = Learner(config.learner, env.num_classes if source is None else source.num_classes)
-  agent = DDPG(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
+  agent = ActorCritic(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
   replay = None
   if config.explorer != "static":
     replay = Replay(env, config.num_envs, config.replay.capacity, config.replay.batch_size,
