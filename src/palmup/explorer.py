@@ -67,6 +67,16 @@ class _Trunk(nn.Module):
     return jnp.tanh(nn.LayerNorm()(nn.Dense(self.feature_dim)(h)))
 
 
+def _actor_mean(h, action_dim: int, feature_dim: int, hidden: int, centered: bool):
+  """Inside an actor's compact call: trunk, two ReLU layers and the pre-tanh mean [B, action_dim]
+  (minus its batch mean when centered) -> (last hidden layer, mean)."""
+  x = _Trunk(feature_dim)(h)
+  x = nn.relu(nn.Dense(hidden)(x))
+  x = nn.relu(nn.Dense(hidden)(x))
+  mean = nn.Dense(action_dim)(x)
+  return x, (mean - jnp.mean(mean, axis=0) if centered else mean)
+
+
 class Actor(nn.Module):
   """features [B, D] -> deterministic action [B, action_dim] in (-1, 1). centered: the pre-tanh
   output minus its mean over the batch (no direction shared by every env)."""
@@ -77,28 +87,16 @@ class Actor(nn.Module):
 
   @nn.compact
   def __call__(self, h):
-    x = _Trunk(self.feature_dim)(h)
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    x = nn.Dense(self.action_dim)(x)
-    return jnp.tanh(x - jnp.mean(x, axis=0) if self.centered else x)
+    return jnp.tanh(_actor_mean(h, self.action_dim, self.feature_dim, self.hidden, self.centered)[1])
 
 
-class GaussianActor(nn.Module):
+class GaussianActor(Actor):
   """features [B, D] -> (pre-tanh mean [B, action_dim], log std [B, action_dim] in [-5, 2]): SAC's
-  tanh-squashed Gaussian (the same trunk and MLP as Actor; centered as there)."""
-  action_dim: int
-  feature_dim: int = 50
-  hidden: int = 1024
-  centered: bool = False
+  tanh-squashed Gaussian on Actor's network (centered as there)."""
 
   @nn.compact
   def __call__(self, h):
-    x = _Trunk(self.feature_dim)(h)
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    mean = nn.Dense(self.action_dim)(x)
-    mean = mean - jnp.mean(mean, axis=0) if self.centered else mean
+    x, mean = _actor_mean(h, self.action_dim, self.feature_dim, self.hidden, self.centered)
     return mean, jnp.clip(nn.Dense(self.action_dim)(x), -5.0, 2.0)
 
 
