@@ -72,6 +72,7 @@ def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
     _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "t4"), "--from-t1", str(tmp_path))
 
 
+@pytest.mark.slow  # about 1-2 min: four tiny pretraining runs; `make test-slow`
 def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypatch):
   _main(monkeypatch, "t5_budget_curve", "--workdir", str(tmp_path), "--scale", "tiny")
   results = json.loads((tmp_path / "results.json").read_text())
