@@ -46,7 +46,9 @@ def get_config():
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame; see palmup.explorer)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")
-  c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2)
+  # restart: if this workdir's run cannot be resumed (another config, incompatible or unreadable
+  # checkpoints), move it aside to previous_<time>/ and start anew; a resumable run always resumes.
+  c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2, restart=False)
   # judge: the frozen classifier whose feature space measures exploration per chunk
   # (palmup.evaluators.exploration; "" for none), judge_reference: real test images per class it
   # compares the visited frames with (coverage).

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import load_config
 from palmup import generators, pretrain, sharding, workdir as wd
+from palmup.checkpoints import CheckpointError
 from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
 
@@ -151,7 +152,10 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(gen_dir, tmp_path):
   with pytest.warns(UserWarning, match="checkpoint 2 .* unreadable"):
     pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path)
   steps = [row["step"] for row in wd.read_metrics(tmp_path)]
-  assert steps == [3, 6, 6, 9]  # chunk 2 redone from checkpoint 1
+  assert steps == [3, 6, 9]  # chunk 2 redone from checkpoint 1, its old row dropped
+  (damaged,) = (tmp_path / "damaged_checkpoints").iterdir()  # moved out of rotation's reach, not deleted
+  assert damaged.name.startswith("2_") and (damaged / "_CHECKPOINT_METADATA").exists()
+  assert ocp.CheckpointManager(tmp_path / "checkpoints").all_steps() == [2, 3]  # 2 written anew, 3
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(gen_dir, tmp_path, monkeypatch):
@@ -227,5 +231,5 @@ def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
 
 def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
   pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
-  with pytest.raises(ConfigError, match=r"different config \(learner.lr changed\).*Use a new --workdir"):
+  with pytest.raises(CheckpointError, match=r"different config \(learner.lr changed\).*use a new --workdir, or add --config.train.restart=True"):
     pretrain.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from palmup.config_checks import ConfigError
+from palmup.errors import UserError, environment_message
 
 # command -> "module:function"; each function takes (config, workdir).
 COMMANDS = {
@@ -47,22 +47,49 @@ def _main(argv):
     raise app.UsageError(f"expected one command, got {got!r}\n{usage()}")
   if _WORKDIR.value is None:
     raise app.UsageError(f"--workdir is required\n{usage()}")
-  if _CONFIG.value is None and argv[1] not in CONFIG_OPTIONAL:
+  config = _load_config(argv[1])
+  if config is None and argv[1] not in CONFIG_OPTIONAL:
     raise app.UsageError(f"--config is required for {argv[1]}\n{usage()}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   module, fn = COMMANDS[argv[1]].split(":")
   try:
-    getattr(importlib.import_module(module), fn)(_CONFIG.value, _WORKDIR.value)
-  except ConfigError as e:
-    sys.exit(f"palmup {argv[1]}: {e}")
+    getattr(importlib.import_module(module), fn)(config, _WORKDIR.value)
+  except UserError as e:
+    sys.exit(f"palmup {argv[1]}: {' '.join(str(e).split())}")  # one line, whatever the message quotes
+  except OSError as e:  # a full disk, a read-only or forbidden path; other OSErrors keep their traceback
+    if (message := environment_message(e)) is None:
+      raise
+    sys.exit(f"palmup {argv[1]}: {message}")
+
+
+def _load_config(command: str):
+  """The --config file's ConfigDict (None without --config); a file that is missing or fails to
+  load (its own syntax or code) stops with one line."""
+  try:
+    config = _CONFIG.value
+    if config is not None:
+      config.keys()  # a file that failed to load is a stand-in that raises its error here
+    return config
+  except Exception as e:  # noqa: BLE001 (whatever the config file's code raises)
+    sys.exit(_unloadable(command, str(e).strip().splitlines()[-1].split("failure to load: ")[-1].strip()))
+
+
+def _unloadable(command: str, reason: str) -> str:
+  return (f"palmup {command}: --config {_config_path(sys.argv)} cannot be loaded ({reason}); give a config "
+          "file such as configs/pretrain_fashion_mnist.py")
+
+
+def _config_path(argv) -> str | None:
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is None and "--config" in argv[:-1]:
+    path = argv[argv.index("--config") + 1]
+  return path
 
 
 def _unknown_override(argv) -> str | None:
   """Names the first --config.a.b=... override whose path is not in the config file."""
   import runpy
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if path is None and "--config" in argv:
-    path = argv[argv.index("--config") + 1]
+  path = _config_path(argv)
   if path is None:
     return None
   node = runpy.run_path(path)["get_config"]()
@@ -86,6 +113,8 @@ def _parse_flags(argv):
     sys.exit(f"palmup: {_unknown_override(argv) or e}")
   except flags.Error as e:  # a bad flag or value, or --config.key=value without --config
     sys.exit(f"palmup: {e}\n{usage()}")
+  except Exception as e:  # noqa: BLE001 (the config file's own code failed: a syntax error, a bad import)
+    sys.exit(_unloadable(argv[1] if len(argv) > 1 else "", f"{type(e).__name__}: {e}"))
 
 
 def run():

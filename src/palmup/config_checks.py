@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from palmup.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
   """A config value is invalid; the message names the key, the value and what is valid."""
 
 

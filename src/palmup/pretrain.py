@@ -34,7 +34,6 @@ import json
 import math
 import signal
 import time
-import warnings
 from pathlib import Path
 
 import flax.struct
@@ -42,8 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import apt, config_checks as cc, generators, sharding, viz, workdir as wd
+from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
+from palmup.errors import UserError, existing_dir, read_json
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
@@ -89,9 +89,11 @@ def validate(config):
     cc.require(config.static_source == "generator", "static_source", config.static_source,
                f"'generator' when explorer={config.explorer!r} (a dataset source needs explorer='static')")
   for key in ("num_envs", "replay.batch_size", "replay.capacity", "learner.pair_offset", "agent.nstep",
-              "train.steps", "train.chunk_steps", "train.checkpoint_every", "apt.k", "learner.temperature",
+              "train.steps", "train.chunk_steps", "train.checkpoint_every", "train.keep_checkpoints", "apt.k",
+              "learner.temperature",
               "learner.lr", "agent.lr", "obs_size"):
     cc.positive(config, key)
+  cc.one_of(config, "train.restart", (False, True))
   cc.in_range(config, "agent.discount", 0, 1)
   cc.in_range(config, "agent.tau", 0, 1)
   cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
@@ -103,7 +105,7 @@ def validate(config):
   if config.log.judge:
     try:
       exploration.resolve(config.log.judge)
-    except FileNotFoundError as e:
+    except UserError as e:
       raise cc.ConfigError(f"config.log.judge={config.log.judge!r} is invalid: {e}; or '' for none") from None
   length = sequence_length(config)
   cc.require(config.replay.capacity >= length + 1, "replay.capacity", config.replay.capacity,
@@ -393,19 +395,6 @@ class _StopRequested:
     self.signal = signal.Signals(signum).name
 
 
-def restore_latest(manager, abstract_state):
-  """Restores the newest checkpoint that loads; corrupt or partial ones are skipped with a warning.
-  -> (state or None, step or None)."""
-  import orbax.checkpoint as ocp
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
-    except Exception as e:  # noqa: BLE001 (orbax raises many types for damaged files)
-      warnings.warn(f"checkpoint {step} in {manager.directory} is unreadable and is skipped: "
-                    f"{type(e).__name__}: {str(e)[:200]}")
-  return None, None
-
-
 def _check_finite(metrics, chunk_index, last_saved):
   bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
   if bad:
@@ -425,7 +414,8 @@ def _save_strips(path: Path, strips, scale: int, writer, step: int):
 
 
 # Keys a resumed run may change: how long it runs and what it logs, not what it computes.
-_RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "log.", "eval.")
+_RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.restart", "log.",
+                      "eval.")
 
 
 def check_resumable(workdir: Path, config):
@@ -439,35 +429,52 @@ def check_resumable(workdir: Path, config):
   may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES)
   changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
   if changed:
-    raise cc.ConfigError(
+    raise ckpt_lib.CheckpointError(
         f"{workdir} holds checkpoints of a run with a different config ({', '.join(changed[:5])}"
         f"{' ...' if len(changed) > 5 else ''} changed); only {', '.join(_RESUMABLE_CHANGES)} may change "
-        f"on resume. Use a new --workdir.")
+        f"on resume; {ckpt_lib.RESTART_HINT}")
+
+
+def resume_or_restart(workdir: Path, config, abstract_state):
+  """-> (checkpoints, state or None, chunks done). A run that cannot be resumed (changed config,
+  incompatible or unreadable checkpoints) stops with a CheckpointError, or with train.restart is
+  moved aside and starts anew; config.json is written only once the run is known to go on."""
+  checkpoints = None
+  try:
+    check_resumable(workdir, config)
+    checkpoints = ckpt_lib.Checkpoints(workdir, config.train.keep_checkpoints)
+    state, done = checkpoints.restore(abstract_state)
+  except ckpt_lib.CheckpointError as e:
+    if checkpoints is not None:
+      checkpoints.close()
+    if not config.train.restart:
+      raise
+    aside = ckpt_lib.move_aside(workdir)
+    print(f"palmup pretrain: train.restart=True and the run in {workdir} cannot be resumed ({str(e)[:160]}...); "
+          f"moved it to {aside}, starting anew")
+    checkpoints, state, done = ckpt_lib.Checkpoints(workdir, config.train.keep_checkpoints), None, 0
+  wd.write_config(workdir, config)
+  return checkpoints, state, done
 
 
 def main(config, workdir):
-  import orbax.checkpoint as ocp
   validate(config)
   sharding.maybe_initialize_distributed()
-  check_resumable(Path(workdir).expanduser().absolute(), config)
-  workdir = wd.prepare(workdir, config)
+  workdir = wd.create(workdir)
   mesh = sharding.make_mesh()
   gen, gen_params = generators.load(config.generator)
   env = LatentEnv(gen, gen_params, obs_size=config.obs_size)
   init, chunk, shardings = jit_pretrain(config, env, mesh)
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps
-  manager = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(
-      max_to_keep=tc.keep_checkpoints, create=True))
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           jax.eval_shape(init, jax.random.PRNGKey(0)), shardings)
-  state, done = restore_latest(manager, abstract)
-  done = done or 0
+  checkpoints, state, done = resume_or_restart(workdir, config, abstract)
   if state is None:
     state = init(jax.random.PRNGKey(config.seed))
   stop = _StopRequested()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-  writer = wd.MetricWriter(workdir) if jax.process_index() == 0 else None
+  writer = wd.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if jax.process_index() == 0 else None
   frames_per_chunk = tc.chunk_steps * (config.num_envs if config.explorer != "static" else config.replay.batch_size)
   bar = wd.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame")
   try:
@@ -486,8 +493,7 @@ def main(config, workdir):
       bar.update(frames_per_chunk)
       bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
       if index % tc.checkpoint_every == 0 or index == num_chunks or stop.signal:
-        manager.save(index, args=ocp.args.StandardSave(state))
-        manager.wait_until_finished()
+        checkpoints.save(index, state)
         done = index
       if stop.signal:
         print(f"palmup pretrain: {stop.signal} received; checkpointed chunk {index} of {num_chunks}, "
@@ -495,7 +501,7 @@ def main(config, workdir):
         return
   finally:
     bar.close()
-    manager.close()
+    checkpoints.close()
     if writer is not None:
       writer.close()
     for s, handler in previous.items():
@@ -526,10 +532,15 @@ def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
   """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
   import ml_collections
   import orbax.checkpoint as ocp
-  path = Path(path).expanduser().absolute()
-  spec = json.loads((path / "learner.json").read_text())
+  hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
+  path = existing_dir(path, "encoder directory", hint).absolute()
+  spec = read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
   learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
   obs_shape = tuple(spec["obs_shape"])
   abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))
   with ocp.StandardCheckpointer() as ckpt:
-    return learner, ckpt.restore(path / "params", abstract), obs_shape
+    try:
+      return learner, ckpt.restore(path / "params", abstract), obs_shape
+    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
+      raise UserError(f"the encoder's parameters in {path / 'params'} cannot be read "
+                      f"({type(e).__name__}: {str(e)[:160]}); {hint}") from e

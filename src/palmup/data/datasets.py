@@ -21,6 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
+from palmup.errors import UserError
+
 FASHION_MNIST_DIR = Path(os.environ.get("PALMUP_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 SPLITS = ("train", "test")
 
@@ -53,7 +55,7 @@ def _fashion_mnist(split: str) -> ArrayDataset:
   prefix = {"train": "train", "test": "t10k"}[split]
   images_path = FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz"
   if not images_path.exists():
-    raise FileNotFoundError(
+    raise UserError(
         f"fashion_mnist: {images_path} not found. Install it with "
         "`apt-get install dataset-fashion-mnist` (or set PALMUP_FASHION_MNIST_DIR).")
   images = _read_idx(images_path, 16).reshape(-1, 28, 28, 1)
@@ -94,7 +96,7 @@ def _tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
   try:  # download=False and try_gcs=False: a missing dataset fails at once, with no network access
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False, try_gcs=False)
   except Exception as e:
-    raise FileNotFoundError(
+    raise UserError(
         f"dataset {name!r} (split {split!r}) is neither built in ({', '.join(BUILTIN)}) nor prepared "
         f"as array_record in {data_dir}. Prepare it once on a machine with network access, e.g. "
         f"`tfds build {name} --data_dir={data_dir} --file_format=array_record`, then copy "
@@ -113,7 +115,7 @@ def load(name: str, split: str, data_dir: str | None = None) -> ArrayDataset:
   tfds split string for tfds datasets."""
   if name in BUILTIN:
     if split not in SPLITS:
-      raise ValueError(f"{name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
+      raise UserError(f"{name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
     return BUILTIN[name](split)
   return _tfds(name, split, data_dir)
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from palmup import apt
+from palmup.errors import UserError
 from palmup.data import transforms
 from palmup.evaluators.generator_quality import Classifier
 
@@ -80,7 +81,7 @@ def resolve(name: str) -> Path:
   path = ASSETS / name.split(":", 1)[1] if name.startswith("builtin:") else Path(name).expanduser()
   if not (path / "judge.json").exists():
     valid = sorted(f"builtin:{p.name}" for p in ASSETS.glob("*") if (p / "judge.json").exists())
-    raise FileNotFoundError(f"{name!r} is not a judge (no judge.json in {path}); valid: {', '.join(valid)} "
+    raise UserError(f"{name!r} is not a judge (no judge.json in {path}); valid: {', '.join(valid)} "
                             "or a directory written by scripts/train_judge.py")
   return path
 

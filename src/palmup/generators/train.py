@@ -21,7 +21,7 @@ import optax
 
 from palmup import config_checks as cc
 from palmup import data as data_lib
-from palmup import generators, viz, workdir as wd
+from palmup import checkpoints, generators, viz, workdir as wd
 from palmup.data import transforms
 from palmup.generators.stylegan import ProjectionDiscriminator
 
@@ -131,25 +131,24 @@ def make_train_step(config, gen, disc, with_r1: bool):
 
 
 def main(config, workdir):
-  import orbax.checkpoint as ocp
   validate(config)
-  workdir = wd.prepare(workdir, config)
+  workdir = wd.create(workdir)
   ds = data_lib.load(config.data.name, "train", config.data.data_dir)
   gen, disc = build(config, ds.num_classes, config.data.get("class_names", ()))
   state = init_state(config, gen, disc, jax.random.PRNGKey(config.seed))
-  ckpt = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(
-      max_to_keep=2, save_interval_steps=config.checkpoint_every))
-  start = ckpt.latest_step() or 0
-  if start:
-    state = ckpt.restore(start, args=ocp.args.StandardRestore(state))
+  ckpt = checkpoints.Checkpoints(workdir, keep=2, interval=config.checkpoint_every)
+  restored, start = ckpt.restore(state)
+  if restored is not None:
+    state = restored
     print(f"resumed from step {start}")
+  wd.write_config(workdir, config)
   plain_step, r1_step = (jax.jit(make_train_step(config, gen, disc, r1), donate_argnums=0)
                          for r1 in (False, True))
   per_epoch = len(ds) // config.train.batch_size
   stream = itertools.islice(
       data_lib.batches(ds, config.train.batch_size, config.seed, epochs=None, start_epoch=start // per_epoch),
       start % per_epoch, None)
-  writer = wd.MetricWriter(workdir)
+  writer = wd.MetricWriter(workdir, resume_step=start)
   bar = wd.progress(config.train.steps, "train-generator", initial=start)
   last_r1 = jnp.zeros(())
   for step in range(start + 1, config.train.steps + 1):
@@ -161,15 +160,15 @@ def main(config, workdir):
       metrics = jax.device_get(dict(metrics, r1=last_r1))
       if not all(np.isfinite(v) for v in metrics.values()):
         raise FloatingPointError(f"non-finite GAN loss at step {step}: {metrics}; last good checkpoint "
-                                 f"is step {ckpt.latest_step()} in {workdir / 'checkpoints'}")
+                                 f"is step {ckpt.last_good} in {ckpt.directory}")
       writer.write(step, metrics)
       bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items() if k in ("d_loss", "g_loss")})
     if step % config.sample_every == 0 or step == config.train.steps:
       viz.save_png(workdir / "samples" / f"step_{step:07d}.png", generators.class_grid(gen, state.g_ema, 8), scale=2)
-    ckpt.save(step, args=ocp.args.StandardSave(state))
+    ckpt.save(step, state)
     bar.update(1)
   bar.close()
-  ckpt.wait_until_finished()
+  ckpt.close()
   writer.close()
   generators.save(workdir / "generator", gen, state.g_ema,
                   {"trained_with": {"dataset": config.data.name, "steps": int(config.train.steps),

@@ -160,7 +160,7 @@ def _number(x) -> float | None:
 
 def write_metrics(workdir: Path, config, metrics, curve):
   """One metrics.jsonl row per update: return per seed and mean (windowed), losses (mean over seeds)."""
-  writer = wd.MetricWriter(workdir)
+  writer = wd.MetricWriter(workdir, resume_step=0)  # written whole, so a rerun replaces the rows
   p = config.ppo
   losses = ("actor_loss", "value_loss", "entropy", "approx_kl")
   for u in range(curve.shape[1]):
