@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from palmup import data
 from palmup.data import transforms
+from palmup.errors import UserError
 
 
 @pytest.mark.parametrize("name,sizes,shape", [
@@ -35,7 +36,7 @@ def test_mnist5k_labels_match_images():
 
 
 def test_unknown_split_named():
-  with pytest.raises(ValueError, match="'validation'.*train, test"):
+  with pytest.raises(UserError, match="'validation'.*train, test"):
     data.load("digits", "validation")
 
 
@@ -47,7 +48,7 @@ def test_tfds_data_source_path_with_mock(tmp_path):
 
 def test_missing_tfds_dataset_fails_fast_with_instructions(tmp_path):
   start = time.time()
-  with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
+  with pytest.raises(UserError, match="tfds build cifar10"):
     data.load("cifar10", "train", data_dir=str(tmp_path))
   assert time.time() - start < 10  # no network retries
 

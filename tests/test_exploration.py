@@ -10,6 +10,7 @@ from palmup import generators, pretrain, sharding
 from palmup.config_checks import ConfigError
 from palmup.data import datasets
 from palmup.env import LatentEnv
+from palmup.errors import UserError
 from palmup.evaluators import exploration
 
 
@@ -28,7 +29,7 @@ def test_shipped_judge_classifies_real_test_images(judged):
 
 
 def test_unknown_judge_is_named():
-  with pytest.raises(FileNotFoundError, match="builtin:fashion_mnist_32"):
+  with pytest.raises(UserError, match="builtin:fashion_mnist_32"):
     exploration.load("builtin:nope")
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from palmup import generators
+from palmup.errors import UserError
 from palmup.generators.stylegan import ProjectionDiscriminator
 
 
@@ -29,9 +30,9 @@ def test_save_load_roundtrip(tiny_gen, tmp_path):
 
 
 def test_bad_paths_and_kinds_are_named(tmp_path):
-  with pytest.raises(FileNotFoundError, match="builtin:fashion_mnist_32"):
+  with pytest.raises(UserError, match="builtin:fashion_mnist_32"):
     generators.load("builtin:nope")
-  with pytest.raises(FileNotFoundError, match="generator.json"):
+  with pytest.raises(UserError, match="generator.json"):
     generators.load(str(tmp_path))
   with pytest.raises(ValueError, match="'gan9'.*'stylegan'"):
     generators.make("gan9", 4, {})
