@@ -44,7 +44,7 @@ def layers(repeats):
 
 def gan_step(repeats):
   from palmup import data
-  from palmup.generators import train
+  from palmup import train_generator as train
   config = runpy.run_path(str(Path(__file__).parents[1] / "configs/train_generator_fashion_mnist.py"))["get_config"]()
   ds = data.load("fashion_mnist", "test")
   images, labels = jnp.asarray(ds.images[:config.train.batch_size]), jnp.asarray(ds.labels[:config.train.batch_size])

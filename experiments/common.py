@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import configs, evaluate, pretrain
+from palmup import configs, evaluate, learner as learner_lib, pretrain
 
 SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
@@ -46,7 +46,7 @@ def probe_config(scale: str):
 def probe(run: Path, dataset: str, cfg, random_seed: int | None = None, encoder: str = "encoder") -> dict:
   """evaluate_encoder on `dataset` of the run's encoder (run/<encoder>), or of its architecture at
   random init."""
-  learner, params, obs_shape = pretrain.load_encoder(Path(run) / encoder)
+  learner, params, obs_shape = learner_lib.load_encoder(Path(run) / encoder)
   if random_seed is not None:
     params = evaluate.random_params(learner, obs_shape, random_seed)
   return evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, cfg)

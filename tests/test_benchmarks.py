@@ -38,6 +38,7 @@ def report(tmp_path_factory):
   return json.loads((tmp / "bench.json").read_text()), (tmp / "bench.md").read_text()
 
 
+@pytest.mark.slow  # about 60 s: every benchmark at quick sizes; `make test-slow`
 def test_every_figure_is_reported_finite_and_positive(report):
   result, md = report
   benchmarks = result["benchmarks"]
@@ -55,6 +56,7 @@ def test_every_figure_is_reported_finite_and_positive(report):
       "act", "env_stats", "add", "env_step", "sample", "learn", "agent_update"}
 
 
+@pytest.mark.slow  # shares the benchmarks' fixture; `make test-slow`
 def test_no_chunk_recompiles_after_the_first(report):
   r = report[0]["benchmarks"]["compile"]
   assert r["figures"]["recompiles_after_first_chunk"] == 0 and r["figures"]["chunk_jit_cache_entries"] == 1

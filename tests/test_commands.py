@@ -8,12 +8,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import load_config
 from palmup import generators
 from palmup.evaluators import generator_quality
-from palmup.generators import train as train_lib
+from palmup import train_generator as train_lib
 from palmup import render as render_lib
 
 ROOT = Path(__file__).parents[1]
@@ -31,6 +32,7 @@ def _params(workdir):
   return jax.tree.leaves(generators.load(str(workdir / "generator"))[1])
 
 
+@pytest.mark.slow  # about 80 s: three GAN runs (the checkpoint code it uses is tested by test_faults); `make test-slow`
 def test_train_generator_resumes_exactly(tmp_path):
   train_lib.main(tiny_gan_config(4), tmp_path / "straight")
   train_lib.main(tiny_gan_config(2), tmp_path / "resumed")
@@ -45,6 +47,7 @@ def test_train_generator_resumes_exactly(tmp_path):
   assert json.loads((tmp_path / "straight" / "config.json").read_text())["train"]["steps"] == 4
 
 
+@pytest.mark.slow  # about 45 s: a GAN step and a classifier trained on digits; `make test-slow`
 def test_generator_quality_separates_untrained_from_real(tmp_path):
   train_lib.main(tiny_gan_config(1), tmp_path)
   q = generator_quality.evaluate(str(tmp_path / "generator"), "digits", num_samples=200,

@@ -18,6 +18,7 @@ def test_resnet_parameter_counts_match_torchvision(depth, expected):
   assert _count(ResNet(depth, stem="imagenet"), (1, 64, 64, 3)) == expected
 
 
+@pytest.mark.slow  # about 30 s; `make test-slow`
 def test_resnet18_cifar_stem_forward():
   model = ResNet(18, stem="cifar", width=8)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3))

@@ -12,8 +12,7 @@ from palmup import evaluate
 from palmup.config_checks import ConfigError
 from palmup.data import datasets
 from palmup.evaluators import few_shot, fine_tune, linear_probe
-from palmup.learner import Learner
-from palmup.pretrain import save_encoder
+from palmup.learner import Learner, load_encoder, save_encoder
 
 TINY_LEARNER = dict(encoder=dict(name="conv", widths=(8, 16), features=16, stem="cifar", width=8), head_hidden=16,
                     head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none")
@@ -83,8 +82,7 @@ def test_fine_tuning_trains_encoder_and_head():
 
 def _encoder_dir(tmp_path):
   learner = _learner()
-  config = ml_collections.ConfigDict({"learner": TINY_LEARNER})
-  save_encoder(tmp_path / "run" / "encoder", config, learner, learner.init(jax.random.PRNGKey(0), (8, 8, 1)).params,
+  save_encoder(tmp_path / "run" / "encoder", learner, learner.init(jax.random.PRNGKey(0), (8, 8, 1)).params,
                (8, 8, 1))
   return tmp_path / "run"
 
@@ -125,7 +123,6 @@ def test_evaluate_command_writes_table_and_json(tmp_path):
 
 
 def evaluate_load(path):
-  from palmup.pretrain import load_encoder
   return load_encoder(evaluate.encoder_dir(str(path)))
 
 

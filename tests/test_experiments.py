@@ -26,6 +26,7 @@ def t1_dir(tmp_path_factory):
   return path
 
 
+@pytest.mark.slow  # T1 at tiny scale: 4 pretraining runs and their probes, about 2 min; `make test-slow`
 def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
   text = (t1_dir / "results.md").read_text()
   for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder", "raw_pixels"):
@@ -46,12 +47,14 @@ def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
   assert len({tuple(r["digits"]["few_shot"]) for r in results.values()}) > 1
 
 
+@pytest.mark.slow  # uses T1's tiny runs; `make test-slow`
 def test_finished_runs_are_skipped(t1_dir, monkeypatch):
   common = importlib.import_module("common")
   monkeypatch.setattr(common.pretrain, "main", lambda *a: pytest.fail("a finished run was rerun"))
   assert common.pretrain_run(t1_dir / "palm_seed0", "tiny", {"explorer": "apt"}, seed=0) == t1_dir / "palm_seed0"
 
 
+@pytest.mark.slow  # uses T1's tiny runs; `make test-slow`
 def test_t4_tabulates_judge_metrics_of_apt_and_random_actions_from_t1(t1_dir, tmp_path, monkeypatch):
   t4 = _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path), "--from-t1", str(t1_dir))
   text = (tmp_path / "results.md").read_text()
@@ -87,6 +90,7 @@ def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypat
   assert "| palm | 6 |" in (tmp_path / "results.md").read_text() and (tmp_path / "t5_budget_curve.png").exists()
 
 
+@pytest.mark.slow  # about 35 s; `make test-slow`
 def test_t3_vmapped_statistics_and_probe(tmp_path, monkeypatch):
   t3 = _main(monkeypatch, "t3_dynamics_ablations", "--workdir", str(tmp_path), "--scale", "tiny")
   rows = json.loads((tmp_path / "results.json").read_text())["rows"]
@@ -101,6 +105,7 @@ def test_t3_vmapped_statistics_and_probe(tmp_path, monkeypatch):
   assert "| default |" in (tmp_path / "results.md").read_text() and (tmp_path / "t3_dynamics_ablations.png").exists()
 
 
+@pytest.mark.slow  # about 20 s: T3's statistics; `make test-slow`
 def test_vmapped_statistics_equal_one_setting_at_a_time(tiny_gen):
   t3 = importlib.import_module("t3_dynamics_ablations")
   import jax

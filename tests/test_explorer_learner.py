@@ -203,6 +203,7 @@ def _learner(**overrides):
   return Learner(cfg, num_classes=3)
 
 
+@pytest.mark.slow  # about 40 s; `make test-slow`
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   f32, bf16 = _learner(dtype="float32"), _learner(dtype="bfloat16")
   state = f32.init(jax.random.PRNGKey(0), (8, 8, 1))

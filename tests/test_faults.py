@@ -29,16 +29,8 @@ def gen_dir(tiny_gen, tmp_path_factory):
   return path
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """One persistent XLA cache for the module's processes: each compiles the same tiny program."""
-  return tmp_path_factory.mktemp("xla_cache")
-
-
-def _env(cache, fault=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PALMUP_FAULT=fault or "")
-  return env
+def _env(fault=None):  # conftest's XLA cache is in os.environ: the processes compile the tiny program once
+  return dict(os.environ, JAX_PLATFORMS="cpu", PALMUP_FAULT=fault or "")
 
 
 def _pretrain_args(workdir, gen_dir, chunks=CHUNKS, *extra):
@@ -47,9 +39,9 @@ def _pretrain_args(workdir, gen_dir, chunks=CHUNKS, *extra):
           f"--config.train.steps={chunks * CHUNK}", *extra]
 
 
-def pretrain(workdir, gen_dir, cache, *extra, chunks=CHUNKS, fault=None):
+def pretrain(workdir, gen_dir, *extra, chunks=CHUNKS, fault=None):
   return subprocess.run(_pretrain_args(workdir, gen_dir, chunks, *extra), capture_output=True, text=True,
-                        env=_env(cache, fault), cwd=ROOT, timeout=300)
+                        env=_env(fault), cwd=ROOT, timeout=300)
 
 
 def final_state(workdir):
@@ -85,21 +77,21 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def reference(gen_dir, compile_cache, tmp_path_factory):
+def reference(gen_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  out = pretrain(workdir, gen_dir, compile_cache)
+  out = pretrain(workdir, gen_dir)
   assert out.returncode == 0, out.stderr
   return final_state(workdir)
 
 
-def test_sigkill_mid_save_and_at_random_moments_then_resume_is_bit_identical(reference, gen_dir, compile_cache,
+def test_sigkill_mid_save_and_at_random_moments_then_resume_is_bit_identical(reference, gen_dir,
                                                                              tmp_path):
-  out = pretrain(tmp_path, gen_dir, compile_cache, fault="kill:3")
+  out = pretrain(tmp_path, gen_dir, fault="kill:3")
   assert out.returncode == -signal.SIGKILL
   rng = np.random.default_rng(0)
   for _ in range(3):  # kills at random moments once the run is under way: mid-chunk, mid-save, mid-write
     rows = len(wd.read_metrics(tmp_path))
-    proc = subprocess.Popen(_pretrain_args(tmp_path, gen_dir), env=_env(compile_cache), cwd=ROOT,
+    proc = subprocess.Popen(_pretrain_args(tmp_path, gen_dir), env=_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while len(wd.read_metrics(tmp_path)) <= rows and proc.poll() is None and time.time() < deadline:
@@ -107,59 +99,59 @@ def test_sigkill_mid_save_and_at_random_moments_then_resume_is_bit_identical(ref
     time.sleep(rng.uniform(0.0, 0.4))
     proc.kill()
     proc.wait()
-  out = pretrain(tmp_path, gen_dir, compile_cache)
+  out = pretrain(tmp_path, gen_dir)
   assert out.returncode == 0, out.stderr
   assert_same_run(final_state(tmp_path), reference)
 
 
-def test_sigterm_mid_save_finishes_the_save_stops_and_resumes(reference, gen_dir, compile_cache, tmp_path):
-  out = pretrain(tmp_path, gen_dir, compile_cache, fault="sigterm:2")
+def test_sigterm_mid_save_finishes_the_save_stops_and_resumes(reference, gen_dir, tmp_path):
+  out = pretrain(tmp_path, gen_dir, fault="sigterm:2")
   assert out.returncode == 0, out.stderr
   assert f"SIGTERM received; checkpointed chunk 2 of {CHUNKS}" in out.stdout
   with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
     assert manager.all_steps() == [1, 2]
   assert not (tmp_path / "encoder").exists()
-  out = pretrain(tmp_path, gen_dir, compile_cache)
+  out = pretrain(tmp_path, gen_dir)
   assert out.returncode == 0, out.stderr
   assert_same_run(final_state(tmp_path), reference)
 
 
 def test_full_disk_during_a_save_stops_with_one_line_and_keeps_the_last_good_checkpoint(
-    reference, gen_dir, compile_cache, tmp_path):
-  out = pretrain(tmp_path, gen_dir, compile_cache, fault="enospc:3")
+    reference, gen_dir, tmp_path):
+  out = pretrain(tmp_path, gen_dir, fault="enospc:3")
   line = one_line_error(out, "palmup pretrain: could not write checkpoint 3 to ")
   assert "No space left on device); the last good checkpoint (2) is kept" in line
   with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
     assert manager.all_steps() == [1, 2]
-  out = pretrain(tmp_path, gen_dir, compile_cache)  # space freed: the same command resumes
+  out = pretrain(tmp_path, gen_dir)  # space freed: the same command resumes
   assert out.returncode == 0, out.stderr
   assert_same_run(final_state(tmp_path), reference)
 
 
-def test_all_checkpoints_damaged_stops_with_one_line_and_deletes_nothing(gen_dir, compile_cache, tmp_path):
-  assert pretrain(tmp_path, gen_dir, compile_cache, chunks=2).returncode == 0
+def test_all_checkpoints_damaged_stops_with_one_line_and_deletes_nothing(gen_dir, tmp_path):
+  assert pretrain(tmp_path, gen_dir, chunks=2).returncode == 0
   for f in (tmp_path / "checkpoints").rglob("*"):
     if f.is_file() and "ocdbt" in str(f.relative_to(tmp_path)):
       f.write_bytes(b"\0" * 7)
   before = snapshot(tmp_path)
-  line = one_line_error(pretrain(tmp_path, gen_dir, compile_cache, chunks=4), "palmup pretrain: none of the checkpoints 1, 2")
+  line = one_line_error(pretrain(tmp_path, gen_dir, chunks=4), "palmup pretrain: none of the checkpoints 1, 2")
   assert "nothing was deleted; use a new --workdir, or add --config.train.restart=True" in line
   assert snapshot(tmp_path) == before
-  out = pretrain(tmp_path, gen_dir, compile_cache, "--config.train.restart=True", chunks=4)
+  out = pretrain(tmp_path, gen_dir, "--config.train.restart=True", chunks=4)
   assert out.returncode == 0, out.stderr
   (aside,) = tmp_path.glob("previous_*")
   assert snapshot(aside) == before  # moved, byte for byte
   assert [row["step"] for row in wd.read_metrics(tmp_path)] == [3, 6, 9, 12]
 
 
-def test_incompatible_checkpoint_stops_with_one_line_naming_the_difference(gen_dir, compile_cache, tmp_path):
+def test_incompatible_checkpoint_stops_with_one_line_naming_the_difference(gen_dir, tmp_path):
   """A checkpoint that reads but holds another state (as after a code change that resizes a layer)."""
-  assert pretrain(tmp_path, gen_dir, compile_cache, chunks=1).returncode == 0
+  assert pretrain(tmp_path, gen_dir, chunks=1).returncode == 0
   config = json.loads((tmp_path / "config.json").read_text())
   config["agent"]["hidden"] = 24  # the config check passes; the checkpoint's arrays do not fit
   (tmp_path / "config.json").write_text(json.dumps(config))
   before = snapshot(tmp_path)
-  out = pretrain(tmp_path, gen_dir, compile_cache, "--config.agent.hidden=24", chunks=2)
+  out = pretrain(tmp_path, gen_dir, "--config.agent.hidden=24", chunks=2)
   line = one_line_error(out, "palmup pretrain: checkpoint 1 in ")
   assert "does not fit this run's state" in line and "shape" in line and "(16,) in the checkpoint, (24,) in this run" in line
   assert snapshot(tmp_path) == before

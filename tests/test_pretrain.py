@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import load_config
-from palmup import generators, pretrain, sharding, workdir as wd
+from palmup import generators, learner as learner_lib, pretrain, sharding, workdir as wd
 from palmup.checkpoints import CheckpointError
 from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
@@ -136,7 +136,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
     np.testing.assert_array_equal(x, y)
   steps = [row["step"] for row in wd.read_metrics(tmp_path / "stopped")]
   assert steps == [3, 6, 9]  # chunk 1 from the first run, 2 and 3 after resuming
-  learner, params, obs_shape = pretrain.load_encoder(tmp_path / "stopped" / "encoder")
+  learner, params, obs_shape = learner_lib.load_encoder(tmp_path / "stopped" / "encoder")
   assert obs_shape == (8, 8, 1)
   for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(b["learner"]["params"])):
     np.testing.assert_array_equal(x, y)
@@ -201,6 +201,7 @@ def test_bad_config_is_named(override, match):
     pretrain.validate(tiny_config(**override))
 
 
+@pytest.mark.slow  # about 60 s: two loops compiled; `make test-slow`
 def test_latent_storage_gives_the_same_run_as_pixel_storage(env):
   """Same frames either way; decoding a different batch shape may move a pixel by one grey level,
   so the runs agree to float tolerance rather than bit for bit."""
@@ -214,6 +215,7 @@ def test_latent_storage_gives_the_same_run_as_pixel_storage(env):
     np.testing.assert_allclose(x, y, rtol=1e-2, atol=1e-4)
 
 
+@pytest.mark.slow  # about 45 s: ResNet-50 compile; `make test-slow`
 def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
   """configs/pretrain_accelerator.py unchanged except its sizes: ResNet-50 (imagenet stem), latent
   replay, full-size DDPG; lowered and compiled on CPU."""

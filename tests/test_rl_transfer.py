@@ -17,9 +17,8 @@ import pytest
 
 from conftest import load_config
 from palmup.config_checks import ConfigError
-from palmup.learner import Learner
+from palmup.learner import Learner, save_encoder
 from palmup.nn.encoders import ConvEncoder
-from palmup.pretrain import save_encoder
 from palmup.rl import envs, ppo, transfer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,25 +171,27 @@ def test_pool_reset_restarts_ended_episodes_from_the_pool():
   assert int(obs[1, 0, 0, 0]) == int(after.envs[1])  # with its own first observation
 
 
+@pytest.mark.slow  # about 90 s: Craftax's compile; the Atari path stays in the default run; `make test-slow`
 def test_craftax_path_runs(tmp_path):
   pytest.importorskip("craftax")
   result, rows = _run(tmp_path, "rl_transfer_craftax")
   assert result["task"] == "craftax_classic_pixels" and np.isfinite(rows[-1]["value_loss"])
 
 
+@pytest.mark.slow  # about 20 s: the ALE path (the PPO and encoder paths are tested on the pixel bandit); `make test-slow`
 def test_atari_path_runs(tmp_path):
   pytest.importorskip("ale_py")
   result, rows = _run(tmp_path, "rl_transfer_atari", **{"task.game": "pong"})
   assert result["game"] == "pong" and np.isfinite(rows[-1]["actor_loss"])
 
 
+@pytest.mark.slow  # about 25 s; `make test-slow`
 def test_t2_tiny_writes_results_and_plot(tmp_path):
   learner_config = load_config("pretrain_fashion_mnist").learner
   learner_config.encoder.update(widths=(8, 16), features=16)
   learner = Learner(learner_config, num_classes=3)
   params = learner.init(jax.random.PRNGKey(0), (16, 16, 1)).params
-  save_encoder(tmp_path / "pre" / "encoder", ml_collections.ConfigDict({"learner": learner_config}), learner,
-               params, (16, 16, 1))
+  save_encoder(tmp_path / "pre" / "encoder", learner, params, (16, 16, 1))
   sys.path.insert(0, str(ROOT / "experiments"))  # the table scripts import experiments/common.py
   t2 = runpy.run_path(str(ROOT / "experiments" / "t2_rl_transfer.py"))
   t2["main"](["--workdir", str(tmp_path / "t2"), "--scale", "tiny", "--tasks", "minatar_breakout",

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 HERE = Path(__file__).parent
 
@@ -17,6 +18,7 @@ def _run(devices, out):
   return dict(np.load(out))
 
 
+@pytest.mark.slow  # about 60 s: 1 and 8 devices in subprocesses (test_multiprocess keeps 1 x 4 vs 2 x 2 devices in the default run); `make test-slow`
 def test_one_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
   one, eight = _run(1, tmp_path / "one.npz"), _run(8, tmp_path / "eight.npz")
   assert int(one["devices"]) == 1 and int(eight["devices"]) == 8

@@ -14,7 +14,11 @@ A failed save (a full disk) is a UserError naming the last good checkpoint, whic
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from palmup import sharding
 from palmup.errors import UserError
 
 RESTART_HINT = ("use a new --workdir, or add --config.train.restart=True to move this run aside "
@@ -55,6 +60,38 @@ def differences(stored, abstract) -> list[str]:
   return out
 
 
+@contextlib.contextmanager
+def _stderr_to(file):
+  """Sends this process's stderr (file descriptor 2, so C++ and threads too) to file."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  os.dup2(file.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def _quietly(read, noise):
+  """-> (read(), None) or (None, the exception), with stderr sent to `noise` meanwhile. A failed
+  orbax read leaves callbacks that end late, each printing a traceback ("Event loop is closed");
+  the caller's one warning replaces them, so after a failure this waits until nothing more is
+  printed for 0.5 s (at most 10 s)."""
+  with _stderr_to(noise):
+    try:
+      return read(), None
+    except Exception as e:  # noqa: BLE001 (damaged files: orbax and tensorstore raise many types)
+      size = -1
+      for _ in range(20):
+        time.sleep(0.5)
+        size, before = os.fstat(noise.fileno()).st_size, size
+        if size == before:
+          break
+      return None, e
+
+
 class Checkpoints:
   """workdir/checkpoints, keeping the newest `keep`; saves every `interval`-th step it is given."""
 
@@ -73,25 +110,26 @@ class Checkpoints:
     steps = sorted(self.manager.all_steps(), reverse=True)
     damaged = []
     for step in steps:
-      try:
-        stored = self.manager.item_metadata(step).tree
-      except Exception as e:  # noqa: BLE001 (damaged metadata: orbax raises many types)
-        damaged.append(self._damaged(step, e))
-        continue
-      diff = differences(stored, abstract)
-      if diff:
-        raise CheckpointError(
-            f"checkpoint {step} in {self.directory} does not fit this run's state ({len(diff)} differences, "
-            f"e.g. {'; '.join(diff[:3])}): it was written by other code or another config; nothing was "
-            f"changed; {RESTART_HINT}")
-      try:
-        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-      except Exception as e:  # noqa: BLE001 (damaged arrays: orbax and tensorstore raise many types)
-        damaged.append(self._damaged(step, e))
-        continue
-      self._set_damaged_aside(damaged)
-      self.last_good = step
-      return state, step
+      with tempfile.TemporaryFile() as noise:
+        stored, error = _quietly(lambda: self.manager.item_metadata(step).tree, noise)
+        if error is not None:
+          damaged.append(self._damaged(step, error))
+          continue
+        diff = differences(stored, abstract)
+        if diff:
+          raise CheckpointError(
+              f"checkpoint {step} in {self.directory} does not fit this run's state ({len(diff)} differences, "
+              f"e.g. {'; '.join(diff[:3])}): it was written by other code or another config; nothing was "
+              f"changed; {RESTART_HINT}")
+        state, error = _quietly(lambda: self.manager.restore(step, args=ocp.args.StandardRestore(abstract)), noise)
+        if error is not None:
+          damaged.append(self._damaged(step, error))
+          continue
+        noise.seek(0)
+        sys.stderr.write(noise.read().decode(errors="replace"))  # a good restore hides nothing
+        self._move_damaged_aside(damaged)
+        self.last_good = step
+        return state, step
     if steps:
       raise CheckpointError(
           f"none of the checkpoints {', '.join(map(str, sorted(steps)))} in {self.directory} can be read "
@@ -103,17 +141,19 @@ class Checkpoints:
                   f"{type(e).__name__}: {str(e)[:200]}", stacklevel=3)
     return step
 
-  def _set_damaged_aside(self, steps: list[int]):
+  def _move_damaged_aside(self, steps: list[int]):
     """Moves damaged checkpoints newer than the resumed one out of rotation's reach (and of the
     steps this run will save again)."""
     if not steps:
       return
-    aside = self.workdir / "damaged_checkpoints"
-    aside.mkdir(exist_ok=True)
-    for step in steps:
-      target = aside / f"{step}_{time.strftime('%Y%m%d-%H%M%S')}"
-      shutil.move(str(self.directory / str(step)), str(target))
-      warnings.warn(f"damaged checkpoint {step} moved to {target}", stacklevel=3)
+    if sharding.is_primary():
+      aside = self.workdir / "damaged_checkpoints"
+      aside.mkdir(exist_ok=True)
+      for step in steps:
+        target = aside / f"{step}_{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(str(self.directory / str(step)), str(target))
+        warnings.warn(f"damaged checkpoint {step} moved to {target}", stacklevel=3)
+    sharding.sync("palmup:damaged_moved")
     self.manager.reload()
 
   def save(self, step: int, state):

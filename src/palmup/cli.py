@@ -13,11 +13,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from palmup import sharding
 from palmup.errors import UserError, environment_message
 
 # command -> "module:function"; each function takes (config, workdir).
 COMMANDS = {
-    "train-generator": "palmup.generators.train:main",
+    "train-generator": "palmup.train_generator:main",
     "import-generator": "palmup.generators.eye_dcgan:import_main",
     "eval-generator": "palmup.evaluators.generator_quality:main",
     "render": "palmup.render:main",
@@ -25,6 +26,7 @@ COMMANDS = {
     "evaluate": "palmup.evaluate:main",
     "report": "palmup.report:main",
     "rl-transfer": "palmup.rl.transfer:main",
+    "launch": "palmup.launch:main",
 }
 
 # Commands whose --config is optional (their function then gets config None).
@@ -53,6 +55,7 @@ def _main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   module, fn = COMMANDS[argv[1]].split(":")
   try:
+    sharding.initialize_distributed()  # before anything touches a JAX backend
     getattr(importlib.import_module(module), fn)(config, _WORKDIR.value)
   except UserError as e:
     sys.exit(f"palmup {argv[1]}: {' '.join(str(e).split())}")  # one line, whatever the message quotes

@@ -25,6 +25,7 @@ import numpy as np
 from palmup import config_checks as cc, workdir as wd
 from palmup.data import datasets, transforms
 from palmup.evaluators import few_shot, fine_tune, linear_probe
+from palmup.learner import load_encoder
 
 
 def probe_config(**overrides) -> ml_collections.ConfigDict:
@@ -194,7 +195,6 @@ def table(rows_by_dataset: dict[str, list[dict]]) -> str:
 
 
 def main(config, workdir):
-  from palmup.pretrain import load_encoder
   validate(config)
   encoders = {}
   for path in (p.strip() for p in config.encoders.split(",") if p.strip()):

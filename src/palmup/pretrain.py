@@ -23,7 +23,7 @@ The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
   checkpoints/                                orbax, everything (networks, optimisers, replay, env
                                               states, RNG, running statistics); resumed on restart
   strips/chunk_*.png                          recent trajectories and sampled positive pairs
-  encoder/                                    the final encoder (palmup.pretrain.load_encoder)
+  encoder/                                    the final encoder (palmup.learner.load_encoder)
   probe.json                                  probes on real data vs random encoders (palmup.evaluate)
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ import numpy as np
 
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
-from palmup.errors import UserError, existing_dir, read_json
+from palmup.errors import UserError
 from palmup.env import EnvState, LatentEnv, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
-from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views
+from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.replay import STORAGES, Replay
@@ -449,17 +449,20 @@ def resume_or_restart(workdir: Path, config, abstract_state):
       checkpoints.close()
     if not config.train.restart:
       raise
-    aside = ckpt_lib.move_aside(workdir)
-    print(f"palmup pretrain: train.restart=True and the run in {workdir} cannot be resumed ({str(e)[:160]}...); "
-          f"moved it to {aside}, starting anew")
+    if sharding.is_primary():
+      aside = ckpt_lib.move_aside(workdir)
+      print(f"palmup pretrain: train.restart=True and the run in {workdir} cannot be resumed "
+            f"({str(e)[:160]}...); moved it to {aside}, starting anew")
+    sharding.sync("palmup:moved_aside")
     checkpoints, state, done = ckpt_lib.Checkpoints(workdir, config.train.keep_checkpoints), None, 0
-  wd.write_config(workdir, config)
+  sharding.sync("palmup:resumed")  # every process has read the old config.json
+  if sharding.is_primary():
+    wd.write_config(workdir, config)
   return checkpoints, state, done
 
 
 def main(config, workdir):
   validate(config)
-  sharding.maybe_initialize_distributed()
   workdir = wd.create(workdir)
   mesh = sharding.make_mesh()
   gen, gen_params = generators.load(config.generator)
@@ -474,30 +477,34 @@ def main(config, workdir):
     state = init(jax.random.PRNGKey(config.seed))
   stop = _StopRequested()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-  writer = wd.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if jax.process_index() == 0 else None
+  writer = wd.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if sharding.is_primary() else None
   frames_per_chunk = tc.chunk_steps * (config.num_envs if config.explorer != "static" else config.replay.batch_size)
-  bar = wd.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame")
+  bar = wd.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame",
+                    disable=not sharding.is_primary())
   try:
     for index in range(done + 1, num_chunks + 1):
       start = time.perf_counter()
       state, metrics, strips = chunk(state)
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      metrics = {k: float(v) for k, v in sharding.to_host(metrics).items()}
       seconds = time.perf_counter() - start
       _check_finite(metrics, index, done)
       metrics.update(frames_per_second=frames_per_chunk / seconds, chunk_seconds=seconds)
       if writer is not None:
         writer.write(index * tc.chunk_steps, metrics)
         if index % config.log.strip_every == 0 or index == num_chunks:
-          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", jax.device_get(strips), config.log.scale,
+          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", sharding.to_host(strips), config.log.scale,
                        writer, index * tc.chunk_steps)
       bar.update(frames_per_chunk)
       bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
-      if index % tc.checkpoint_every == 0 or index == num_chunks or stop.signal:
+      if index % tc.checkpoint_every == 0 or index == num_chunks:
         checkpoints.save(index, state)
         done = index
-      if stop.signal:
-        print(f"palmup pretrain: {stop.signal} received; checkpointed chunk {index} of {num_chunks}, "
-              f"rerun the same command to resume")
+      if sharding.any_process(stop.signal is not None):  # every process stops after the same chunk
+        if done != index:
+          checkpoints.save(index, state)
+          done = index
+        print(f"palmup pretrain: {stop.signal or 'a stop on another process'} received; checkpointed chunk "
+              f"{index} of {num_chunks}, rerun the same command to resume")
         return
   finally:
     bar.close()
@@ -507,40 +514,11 @@ def main(config, workdir):
     for s, handler in previous.items():
       signal.signal(s, handler)
   learner, _, _ = build(config, env)
-  if jax.process_index() == 0:
-    save_encoder(workdir / "encoder", config, learner, state.learner.params, env.observation_shape)
-    if config.eval.enabled:
-      from palmup import evaluate
-      result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, state.learner.params,
-                                            env.observation_shape)
+  params = sharding.to_host(state.learner.params)  # replicated: every process holds them
+  save_encoder(workdir / "encoder", learner, params, env.observation_shape)  # every process: orbax syncs
+  if config.eval.enabled:  # every process probes (no process waits for another), the first writes
+    from palmup import evaluate
+    result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, params, env.observation_shape)
+    if sharding.is_primary():
       (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
       print(evaluate.summary(result))
-
-
-def save_encoder(path: Path, config, learner: Learner, params, obs_shape):
-  """Writes the learner's config, input shape and parameters (orbax) for evaluation."""
-  import orbax.checkpoint as ocp
-  path = Path(path).absolute()
-  path.mkdir(parents=True, exist_ok=True)
-  spec = {"learner": config.learner.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
-  (path / "learner.json").write_text(json.dumps(spec, indent=2) + "\n")
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(path / "params", jax.device_get(params), force=True)
-
-
-def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
-  """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
-  import ml_collections
-  import orbax.checkpoint as ocp
-  hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
-  path = existing_dir(path, "encoder directory", hint).absolute()
-  spec = read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
-  learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
-  obs_shape = tuple(spec["obs_shape"])
-  abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))
-  with ocp.StandardCheckpointer() as ckpt:
-    try:
-      return learner, ckpt.restore(path / "params", abstract), obs_shape
-    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
-      raise UserError(f"the encoder's parameters in {path / 'params'} cannot be read "
-                      f"({type(e).__name__}: {str(e)[:160]}); {hint}") from e

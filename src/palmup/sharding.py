@@ -15,16 +15,49 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from palmup.errors import UserError
+
 AXIS = "data"
 # Leaves whose pytree path contains one of these names carry the env axis first.
 _PER_ENV = ("env_state", "obs", "experience")
 
 
-def maybe_initialize_distributed():
-  """Joins a multi-host run when the coordinator is set (JAX_COORDINATOR_ADDRESS, or a cluster
-  jax.distributed auto-detects: SLURM, Cloud TPU pods). A no-op on one host."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("PALMUP_DISTRIBUTED") == "1":
-    jax.distributed.initialize()
+# Where jax.distributed.initialize() finds the processes itself (cluster environment variables).
+_CLUSTERS = {"SLURM": "SLURM_NTASKS", "Open MPI": "OMPI_COMM_WORLD_SIZE"}
+
+
+def distributed_settings(env=None) -> dict | None:
+  """How this process joins a multi-process run, from the environment; None for a single process.
+
+  Explicit: JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES, JAX_PROCESS_ID
+  (JAX reads only the first; palmup reads the other two). Auto-detected by JAX: SLURM and Open MPI
+  jobs of several tasks, and Cloud TPU pods (TPU_WORKER_HOSTNAMES lists several workers); or
+  PALMUP_DISTRIBUTED=1 wherever jax.distributed.initialize() can detect the cluster itself."""
+  env = os.environ if env is None else env
+  address, count, index = (env.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))
+  if count is not None or index is not None:
+    if not (address and count and index) or not (count.isdigit() and index.isdigit() and int(index) < int(count)):
+      raise UserError(f"JAX_COORDINATOR_ADDRESS={address!r}, JAX_NUM_PROCESSES={count!r}, JAX_PROCESS_ID={index!r} "
+                      "is an incomplete or invalid multi-process setting; valid: all three, with "
+                      "0 <= JAX_PROCESS_ID < JAX_NUM_PROCESSES (or none of them for one process)")
+    return (dict(coordinator_address=address, num_processes=int(count), process_id=int(index))
+            if int(count) > 1 else None)
+  several = lambda k: env.get(k, "1").isdigit() and int(env.get(k, "1")) > 1
+  if (env.get("PALMUP_DISTRIBUTED") == "1" or address or any(several(k) for k in _CLUSTERS.values())
+      or "," in env.get("TPU_WORKER_HOSTNAMES", "")):
+    return {}  # jax.distributed.initialize() detects the rest
+  return None
+
+
+def initialize_distributed(env=None) -> bool:
+  """Joins a multi-process run (see distributed_settings) before any JAX computation; on CPU with
+  JAX's gloo collectives. Called by the CLI for every command. -> whether this is a multi-process run."""
+  settings = distributed_settings(env)
+  if settings is None:
+    return False
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only CPU computations use it
+  jax.distributed.initialize(**settings)
+  return True
 
 
 def make_mesh() -> Mesh:
@@ -51,3 +84,37 @@ def state_shardings(abstract_state, mesh: Mesh):
 def shard_batch(x, mesh: Mesh):
   """Inside a jitted function: splits the leading axis of every leaf of x over "data"."""
   return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh)), x)
+
+
+def to_host(tree):
+  """Numpy copies of a pytree's arrays on every process: replicated arrays from this process's own
+  copy, arrays split across processes gathered (a collective: every process must call it)."""
+  from jax.experimental import multihost_utils
+
+  def get(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return np.asarray(x)
+    if x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return jax.tree.map(get, tree)
+
+
+def sync(name: str):
+  """Waits until every process reaches the barrier `name` (a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is set on any process (a collective with several processes: all must call it)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's single files (logs, pictures, config, encoder, probe)."""
+  return jax.process_index() == 0

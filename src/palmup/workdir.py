@@ -102,7 +102,8 @@ def read_metrics(workdir: str | Path) -> list[dict[str, float]]:
   return _parse(path.read_text().splitlines()) if path.exists() else []
 
 
-def progress(total: int, desc: str, initial: int = 0, unit: str = "step"):
+def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disable: bool = False):
   """A tqdm progress bar (to stderr), shared by every long loop."""
   from tqdm.auto import tqdm
-  return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, mininterval=2.0)
+  return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, mininterval=2.0,
+              disable=disable)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from palmup import config_checks as cc
-from palmup import workdir as wd
+from palmup import learner as learner_lib, workdir as wd
 from palmup.nn.encoders import ENCODERS, make_encoder
 from palmup.rl import envs, ppo
 
@@ -81,11 +81,10 @@ def encoder_dir(path) -> Path | None:
 def load_encoder(config):
   """-> (encoder module, obs_shape, pretrained encoder params or None). From encoder.path when set
   (its architecture and input shape), else config.learner.encoder at encoder.obs_size / channels."""
-  from palmup.pretrain import load_encoder as load
   ec = config.encoder
   if ec.path is None:
     return make_encoder(config.learner.encoder), (ec.obs_size, ec.obs_size, ec.channels), None
-  learner, params, obs_shape = load(encoder_dir(ec.path))
+  learner, params, obs_shape = learner_lib.load_encoder(encoder_dir(ec.path))
   return make_encoder(learner.config.encoder), tuple(obs_shape), params["params"]["encoder"]
 
 

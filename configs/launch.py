@@ -1,0 +1,26 @@
+"""One palmup command on every host of a Cloud TPU VM pod or a SLURM GPU cluster (palmup.launch).
+
+    palmup launch --config configs/launch.py --workdir runs/launch --config.dry_run=True
+    palmup launch --config configs/launch.py --workdir runs/launch --config.target=slurm \
+        --config.slurm.nodes=4 --config.run.workdir=/shared/runs/palm_r50
+
+run.workdir must be one path every host sees (NFS, or a bucket mounted with gcsfuse): run paths
+are local paths. Rerunning the same launch after a preemption resumes the run from its checkpoint.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.target = "tpu"  # tpu | slurm
+  c.dry_run = False  # print the commands (and write them to the workdir) without running them
+  c.repo = "https://github.com/palmup/palmup.git"  # tpu: cloned on every worker
+  c.commit = "main"  # tpu: checked out on every worker
+  c.jax_version = "0.10.2"  # tpu: jax[tpu]==this, matching the venv's jax
+  c.checkout = "$HOME/palmup"  # slurm: the checkout (with its .venv) every node sees
+  c.run = dict(command="pretrain", config="configs/pretrain_accelerator.py", workdir="/mnt/shared/runs/palm_r50",
+               overrides="")  # overrides: e.g. "--config.train.steps=1000 --config.seed=1"
+  c.tpu = dict(name="palmup", zone="us-central2-b", project="", accelerator_type="v4-32",
+               version="tpu-ubuntu2204-base", preemptible=False)
+  c.slurm = dict(nodes=2, gpus_per_node=8, time="24:00:00", partition="")
+  return c
