@@ -66,6 +66,7 @@ def test_frechet_distance_of_known_gaussians():
   assert abs(generator_quality.frechet_distance(a, b) - 11.0) < 0.3
 
 
+@pytest.mark.slow  # about 10 s (the render rollout test stays in the default run); `make test-slow`
 def test_render_writes_strips_and_gif(tiny_gen, tmp_path):
   gen, params = tiny_gen
   generators.save(tmp_path / "gen", gen, params)

@@ -93,6 +93,7 @@ def test_class_held_within_episodes_and_auto_reset(env):
   assert set(np.unique(labels)) == {0, 1, 2}
 
 
+@pytest.mark.slow  # about 10 s: env.resample_class_each_step, not the default; `make test-slow`
 def test_resample_class_each_step_changes_labels(env):
   params = EnvParams(episode_length=100, resample_class_each_step=True)
   _, _, (_, _, _, info) = _rollout(env, params, num_envs=8, steps=10, key=jax.random.PRNGKey(0))

@@ -99,6 +99,7 @@ def test_action_stats_tell_a_collapsed_policy_from_a_spread_one():
   assert abs(float(spread["cosine"])) < 0.1
 
 
+@pytest.mark.slow  # about 15 s: apt.reference=population, not the default; `make test-slow`
 def test_population_reward_is_the_stored_novelty_of_frames_1_to_n():
   agent = _agent(reference="population")
   features, action, first = _batch(jax.random.PRNGKey(3))

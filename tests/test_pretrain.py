@@ -50,7 +50,9 @@ def _changed(a, b):
   return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize("explorer,augment", [("apt", "none"), ("random", "add"), ("static", "only")])
+@pytest.mark.parametrize("explorer,augment", [  # the baselines' loops are also run by T1's slow tiny test
+    ("apt", "none"), pytest.param("random", "add", marks=pytest.mark.slow),
+    pytest.param("static", "only", marks=pytest.mark.slow)])
 def test_every_explorer_runs_and_updates(env, explorer, augment):
   config = tiny_config(explorer=explorer, **{"learner.augment": augment})
   start, state, rows, strips = _run_chunks(config, env, 2)

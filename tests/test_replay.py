@@ -63,6 +63,7 @@ def env_state_with(labels, d):
   return EnvState(jnp.zeros((n, d)), labels, jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32))
 
 
+@pytest.mark.slow  # about 15 s: latent storage (the accelerator config's); `make test-slow`
 def test_latent_storage_decodes_to_the_stored_pixels(env):
   params = EnvParams(episode_length=4)
   key = jax.random.PRNGKey(3)

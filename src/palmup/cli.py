@@ -1,9 +1,12 @@
 """`palmup <command> --config configs/<file>.py --workdir DIR [--config.key=value ...]`.
 
 Configs are ml_collections ConfigDicts (big_vision style); overrides are type-checked and an
-unknown key is rejected before any work starts. Each command validates its config, writes it to
-DIR/config.json, then runs. `palmup report --workdir DIR` needs no config (it reads runs and
-writes DIR/report.html only).
+unknown key is rejected before any work starts. Every command first joins a multi-process run when
+the environment describes one (palmup.sharding.initialize_distributed), then validates its config,
+writes it to DIR/config.json and runs. Errors a user can cause (palmup.errors.UserError, a config
+that does not load, a full disk or a forbidden path) print one line, `palmup <command>: ...`, and
+exit 1; programming errors keep their traceback. `palmup report --workdir DIR` needs no config
+(it reads runs and writes DIR/report.html only).
 """
 from __future__ import annotations
 
