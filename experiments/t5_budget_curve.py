@@ -12,6 +12,7 @@ with the floors), results.json and t5_budget_curve.png.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def extend(run: Path, scale: str, overrides: dict, seed: int, budget: int) -> Pa
   return kept
 
 
+def probed(encoder: Path, dataset: str, cfg, shots: str) -> dict:
+  """{"linear", "few_shot"} accuracies of a kept encoder, cached in <encoder>/probe_<dataset>.json so
+  a resumed table does not probe it again."""
+  cache = encoder / f"probe_{dataset}.json"
+  if not cache.exists():
+    r = common.probe(encoder.parent, dataset, cfg, encoder=encoder.name)
+    common.write_json(cache, {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]})
+  return json.loads(cache.read_text())
+
+
+def floors_of(encoder: Path, dataset: str, cfg, shots: str) -> dict:
+  """The raw-pixel and random-init floors at the encoder's input shape and architecture."""
+  found = {"raw_pixels": common.probe_pixels(encoder.parent, dataset, cfg, encoder=encoder.name),
+           "random_encoder": common.probe(encoder.parent, dataset, cfg, 1000, encoder=encoder.name)}
+  return {k: {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]} for k, r in found.items()}
+
+
 def main():
   parser = common.parser(__doc__)
   args = parser.parse_args()
@@ -44,21 +62,24 @@ def main():
   shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
   dataset = "digits" if args.scale == "tiny" else DATASET
   results = {m: {b: {"linear": [], "few_shot": []} for b in budgets} for m in CURVE_METHODS}
+  floors = None
   for seed in range(seeds):
     for method in CURVE_METHODS:
       for budget in budgets:
         encoder = extend(args.workdir / f"{method}_seed{seed}", args.scale, METHODS[method], seed, budget)
-        r = common.probe(encoder.parent, dataset, cfg, encoder=encoder.name)
-        results[method][budget]["linear"].append(r["test_accuracy"])
-        results[method][budget]["few_shot"].append(r["few_shot"][shots]["mean"])
-  first = args.workdir / f"palm_seed0/encoder_{budgets[0]}"
-  floors = {"raw_pixels": common.probe_pixels(first.parent, dataset, cfg, encoder=first.name),
-            "random_encoder": common.probe(first.parent, dataset, cfg, 1000, encoder=first.name)}
-  floors = {k: {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]} for k, r in floors.items()}
-  common.write_json(args.workdir / "results.json", {"dataset": dataset, "shots": shots, "results": results,
-                                                     "floors": floors})
+        for kind, value in probed(encoder, dataset, cfg, shots).items():
+          results[method][budget][kind].append(value)
+        floors = floors or floors_of(encoder, dataset, cfg, shots)
+        write(args, started, results, floors, seeds, budgets, dataset, shots)  # partial tables as runs finish
+
+
+def write(args, started, results, floors, seeds, budgets, dataset, shots):
+  """results.json, results.md (cells with fewer than `seeds` seeds say so) and the plot."""
+  common.write_json(args.workdir / "results.json", {"dataset": dataset, "shots": shots, "seeds": seeds,
+                                                     "results": results, "floors": floors})
+  cell = lambda v: "missing" if not v else common.mean_std(v) + ("" if len(v) == seeds else f" ({len(v)}/{seeds} seeds)")
   header = ["method", "steps", "linear", f"{shots}-shot"]
-  rows = [[m, str(b), common.mean_std(results[m][b]["linear"]), common.mean_std(results[m][b]["few_shot"])]
+  rows = [[m, str(b), cell(results[m][b]["linear"]), cell(results[m][b]["few_shot"])]
           for m in CURVE_METHODS for b in budgets]
   rows += [[k, "-", f"{100 * v['linear']:.1f}", f"{100 * v['few_shot']:.1f}"] for k, v in floors.items()]
   plot(results, floors, budgets, shots, args.workdir / "t5_budget_curve.png")
@@ -73,8 +94,9 @@ def plot(results, floors, budgets, shots, path: Path):
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
   for ax, kind, title in zip(axes, ("linear", "few_shot"), ("logistic probe", f"{shots}-shot ridge")):
     for m in results:
-      values = np.array([100 * np.asarray(results[m][b][kind]) for b in budgets])  # [budgets, seeds]
-      ax.errorbar(budgets, values.mean(1), yerr=values.std(1), label=m, marker="o", capsize=3)
+      done = [b for b in budgets if results[m][b][kind]]  # a partial table plots what has run
+      values = [100 * np.asarray(results[m][b][kind]) for b in done]
+      ax.errorbar(done, [v.mean() for v in values], yerr=[v.std() for v in values], label=m, marker="o", capsize=3)
     for (name, v), style in zip(floors.items(), ("--", ":")):
       ax.axhline(100 * v[kind], color="grey", linestyle=style, label=name)
     ax.set_xscale("log")
