@@ -17,14 +17,13 @@ on a pod the interconnect replaces localhost TCP).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 
 import jax
 
 import benchlib
+from palmup import sharding
 
 SIZES = dict(config="pretrain_fashion_mnist", repeats=2, devices="1,2,4,8", processes=2)
 QUICK = dict(config="pretrain_tiny", devices="1,2")
@@ -39,18 +38,9 @@ def seconds_per_step(config: str, repeats: int) -> float:
 def in_subprocess(devices: int, config: str, repeats: int, processes: int = 1) -> float:
   """seconds_per_step (process 0's) over `devices` forced CPU devices in total, in `processes` fresh
   processes of devices / processes each, joined on a free localhost port when there are several."""
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices // processes}".strip()
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for index in range(processes):
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
-    if processes > 1:
-      env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=str(processes),
-                 JAX_PROCESS_ID=str(index))
-    procs.append(subprocess.Popen([sys.executable, __file__, "--worker", str(devices), config, str(repeats)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(devices), config, str(repeats)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for env in sharding.local_processes_env(processes, devices // processes)]
   outs = [p.communicate() for p in procs]
   for p, (_, err) in zip(procs, outs):
     if p.returncode:
@@ -79,7 +69,6 @@ def run(config: str, repeats: int, devices: str, processes: int = 1) -> dict:
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["--worker"]:
-    from palmup import sharding
     sharding.initialize_distributed()  # several processes: from JAX_COORDINATOR_ADDRESS etc.
     devices, config, repeats = sys.argv[2:]
     if jax.device_count() != int(devices):

@@ -4,9 +4,7 @@ JAX_PROCESS_ID on a free localhost port) with gloo CPU collectives, each running
 `palmup pretrain` command. It must equal 1 process x 4 devices (one SPMD program; equal to float
 rounding, see assert_same_state), stop on SIGTERM to both, resume, and write the encoder once,
 without any process hanging."""
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from palmup import generators, learner as learner_lib, workdir as wd
+from palmup import generators, learner as learner_lib, sharding, workdir as wd
 
 ROOT = Path(__file__).parents[1]
 CHUNKS = 4
@@ -30,26 +28,12 @@ def gen_dir(tiny_gen, tmp_path_factory):
   return path
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def launch(workdir, gen_dir, processes: int, devices: int) -> list[subprocess.Popen]:
   """`processes` processes of the same pretrain command, each with `devices` CPU devices."""
-  port, procs = _free_port(), []
-  for index in range(processes):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}")
-    if processes > 1:
-      env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=str(processes),
-                 JAX_PROCESS_ID=str(index))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "palmup", "pretrain", "--config", "configs/pretrain_tiny.py", "--workdir", str(workdir),
-         f"--config.generator={gen_dir}", "--config.log.judge=", f"--config.train.steps={3 * CHUNKS}"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  return procs
+  command = [sys.executable, "-m", "palmup", "pretrain", "--config", "configs/pretrain_tiny.py", "--workdir",
+             str(workdir), f"--config.generator={gen_dir}", "--config.log.judge=", f"--config.train.steps={3 * CHUNKS}"]
+  return [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for env in sharding.local_processes_env(processes, devices)]
 
 
 def finish(procs, timeout=240) -> list[str]:

@@ -173,6 +173,26 @@ class Checkpoints:
     self.manager.close()
 
 
+def write_params(path: Path, params):
+  """Writes a parameter pytree (an artefact's params/: generator, encoder, judge) with orbax; every
+  process of a multi-process run must call it (orbax synchronises them)."""
+  import orbax.checkpoint as ocp
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(path, jax.device_get(params), force=True)
+
+
+def read_params(path: Path, target, what: str, hint: str):
+  """The parameter pytree at path shaped as target; missing, damaged or mismatched arrays -> a
+  UserError naming `what` and `hint` (what to do)."""
+  import orbax.checkpoint as ocp
+  with ocp.StandardCheckpointer() as ckpt:
+    try:
+      return ckpt.restore(path, target)
+    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
+      raise UserError(f"the {what}'s parameters in {path} cannot be read ({type(e).__name__}: {str(e)[:160]}); "
+                      f"{hint}") from e
+
+
 def move_aside(workdir: Path) -> Path | None:
   """Moves everything a run wrote in workdir (except earlier previous_*/ folders) into
   workdir/previous_<time>/; -> that folder, or None when there was nothing to move."""

@@ -78,9 +78,10 @@ def main(config, workdir):
     text = "\n".join(" ".join(shlex.quote(a) for a in c) for c in commands) + "\n"
     (workdir / "commands.sh").write_text(text)
   else:
-    (workdir / "job.sbatch").write_text(slurm_script(config))
+    script = slurm_script(config)
+    (workdir / "job.sbatch").write_text(script)
     commands = [["sbatch", str(workdir / "job.sbatch")]]
-    text = slurm_script(config) + " ".join(commands[0]) + "\n"
+    text = script + " ".join(commands[0]) + "\n"
   if config.dry_run:
     print(text, end="")
     return

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from palmup import checkpoints
 from palmup.augment import augment
 from palmup.data import transforms
-from palmup.errors import UserError, existing_dir, read_json
+from palmup.errors import existing_dir, read_json
 from palmup.losses import ntxent
 from palmup.nn.encoders import ProjectionHead, make_encoder
 from palmup.replay import same_episode
@@ -118,29 +119,21 @@ class Learner:
 def save_encoder(path: Path, learner: Learner, params, obs_shape):
   """Writes the learner's config, input shape and parameters (orbax): what evaluation and RL
   transfer read (load_encoder), without importing the trainer."""
-  import orbax.checkpoint as ocp
   path = Path(path).absolute()
   path.mkdir(parents=True, exist_ok=True)
   spec = {"learner": learner.config.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
   if jax.process_index() == 0:  # orbax's save below is called by every process of a multi-process run
     (path / "learner.json").write_text(json.dumps(spec, indent=2) + "\n")
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(path / "params", jax.device_get(params), force=True)
+  checkpoints.write_params(path / "params", params)
 
 
 def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
   """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
   import ml_collections
-  import orbax.checkpoint as ocp
   hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
   path = existing_dir(path, "encoder directory", hint).absolute()
   spec = read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
   learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
   obs_shape = tuple(spec["obs_shape"])
   abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))
-  with ocp.StandardCheckpointer() as ckpt:
-    try:
-      return learner, ckpt.restore(path / "params", abstract), obs_shape
-    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
-      raise UserError(f"the encoder's parameters in {path / 'params'} cannot be read "
-                      f"({type(e).__name__}: {str(e)[:160]}); {hint}") from e
+  return learner, checkpoints.read_params(path / "params", abstract, "encoder", hint), obs_shape

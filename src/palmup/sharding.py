@@ -49,6 +49,23 @@ def distributed_settings(env=None) -> dict | None:
   return None
 
 
+def local_processes_env(processes: int, devices: int) -> list[dict[str, str]]:
+  """The environment of each of `processes` processes on this machine, `devices` forced CPU devices
+  each, joined (when several) through distributed_settings' variables on a free localhost port: how
+  tests and benchmarks stand in for a pod's hosts."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+  envs = [dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu") for _ in range(processes)]
+  if processes > 1:
+    for index, env in enumerate(envs):
+      env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=str(processes),
+                 JAX_PROCESS_ID=str(index))
+  return envs
+
+
 def initialize_distributed(env=None) -> bool:
   """Joins a multi-process run (see distributed_settings) before any JAX computation; on CPU with
   JAX's gloo collectives. Called by the CLI for every command. -> whether this is a multi-process run."""

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import apt
+from palmup import apt, checkpoints
 from palmup.errors import UserError
 from palmup.data import transforms
 from palmup.evaluators.generator_quality import Classifier
@@ -65,15 +65,13 @@ class Judge:
 
 def save(directory, judge: Judge, extra: dict | None = None):
   """Writes judge.json and params/ (orbax) into directory."""
-  import orbax.checkpoint as ocp
   directory = Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
   spec = {"num_classes": judge.num_classes, "widths": list(judge.module.widths),
           "feature_dim": judge.module.feature_dim, "size": judge.size, "channels": judge.channels,
           "dataset": judge.dataset} | (extra or {})
   (directory / "judge.json").write_text(json.dumps(spec, indent=2) + "\n")
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(directory / "params", jax.device_get(judge.params), force=True)
+  checkpoints.write_params(directory / "params", judge.params)
 
 
 def resolve(name: str) -> Path:
@@ -88,14 +86,12 @@ def resolve(name: str) -> Path:
 
 def load(name: str) -> Judge:
   """A saved judge: 'builtin:fashion_mnist_32' or a directory."""
-  import orbax.checkpoint as ocp
   directory = resolve(name).absolute()
   spec = json.loads((directory / "judge.json").read_text())
   module = Classifier(spec["num_classes"], tuple(spec["widths"]), spec["feature_dim"])
   shape = (1, spec["size"], spec["size"], spec["channels"])
   target = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(shape))["params"])
-  with ocp.StandardCheckpointer() as ckpt:
-    params = ckpt.restore(directory / "params", target)
+  params = checkpoints.read_params(directory / "params", target, "judge", "rebuild it with scripts/train_judge.py")
   return Judge(module, params, spec["size"], spec["channels"], spec["dataset"])
 
 

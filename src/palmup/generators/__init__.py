@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from palmup import checkpoints
 from palmup.errors import UserError, read_json
 
 ASSETS = Path(__file__).parent / "assets"
@@ -86,13 +87,11 @@ def _spec(gen: Generator) -> dict[str, Any]:
 
 def save(directory: str | Path, gen: Generator, params, extra: dict[str, Any] | None = None):
   """Writes `generator.json` and `params/` into `directory` (created; params overwritten)."""
-  import orbax.checkpoint as ocp
   directory = Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
   spec = _spec(gen) | (extra or {})
   (directory / "generator.json").write_text(json.dumps(spec, indent=2) + "\n")
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(directory / "params", jax.device_get(params), force=True)
+  checkpoints.write_params(directory / "params", params)
 
 
 def resolve(path: str) -> Path:
@@ -114,16 +113,9 @@ def resolve(path: str) -> Path:
 
 def load(path: str) -> tuple[Generator, Any]:
   """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
-  import orbax.checkpoint as ocp
   directory = resolve(path).absolute()
   hint = "re-export it (`palmup train-generator` or `palmup import-generator`) or use 'builtin:fashion_mnist_32'"
   spec = read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
   gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
   target = jax.eval_shape(gen.init, jax.random.PRNGKey(0))
-  with ocp.StandardCheckpointer() as ckpt:
-    try:
-      params = ckpt.restore(directory / "params", target)
-    except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
-      raise UserError(f"the generator's parameters in {directory / 'params'} cannot be read "
-                      f"({type(e).__name__}: {str(e)[:160]}); {hint}") from e
-  return gen, params
+  return gen, checkpoints.read_params(directory / "params", target, "generator", hint)
