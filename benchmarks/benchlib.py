@@ -110,21 +110,22 @@ class Pretrain:
   parts: dict
 
 
-def load_env(config: str):
-  """(config, LatentEnv) for a config name (configs/<name>.py) or path, validated."""
+def load_env(config: str, overrides: tuple[tuple[str, object], ...] = ()):
+  """(config, LatentEnv) for a config name (configs/<name>.py) or path with (key, value) overrides, validated."""
   from palmup import configs, generators, pretrain
   from palmup.env import LatentEnv
-  config = configs.load(config)
+  config = configs.load(config, **dict(overrides))
   pretrain.validate(config)
   return config, LatentEnv(*generators.load(config.generator), obs_size=config.obs_size)
 
 
 @functools.lru_cache(maxsize=None)
-def pretrain_setup(config: str) -> Pretrain:
-  """The config jitted as `palmup pretrain` jits it; one per config and process, so the benchmarks
-  share its compilations (`pretrain_setup.__wrapped__(config)` gives a fresh, uncompiled one)."""
+def pretrain_setup(config: str, overrides: tuple[tuple[str, object], ...] = ()) -> Pretrain:
+  """The config (with (key, value) overrides) jitted as `palmup pretrain` jits it; one per config and
+  process, so the benchmarks share its compilations (`pretrain_setup.__wrapped__(config)` gives a
+  fresh, uncompiled one)."""
   from palmup import pretrain, sharding
-  config, env = load_env(config)
+  config, env = load_env(config, overrides)
   mesh = sharding.make_mesh()
   init, chunk, shardings = pretrain.jit_pretrain(config, env, mesh)
   return Pretrain(config, env, mesh, init, chunk, shardings, pretrain.step_parts(config, env, mesh))

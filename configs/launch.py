@@ -4,8 +4,9 @@
     palmup launch --config configs/launch.py --workdir runs/launch --config.target=slurm \
         --config.slurm.nodes=4 --config.run.workdir=/shared/runs/palm_r50
 
-run.workdir must be one path every host sees (NFS, or a bucket mounted with gcsfuse): run paths
-are local paths. Rerunning the same launch after a preemption resumes the run from its checkpoint.
+run.workdir must be one path every host sees: a gs:// bucket (the TPU install adds palmup's `cloud`
+extra) or a shared filesystem (NFS). Rerunning the same launch after a preemption resumes the run
+from its checkpoint.
 """
 import ml_collections
 
@@ -18,7 +19,7 @@ def get_config():
   c.commit = "main"  # tpu: checked out on every worker
   c.jax_version = "0.10.2"  # tpu: jax[tpu]==this, matching the venv's jax
   c.checkout = "$HOME/palmup"  # slurm: the checkout (with its .venv) every node sees
-  c.run = dict(command="pretrain", config="configs/pretrain_accelerator.py", workdir="/mnt/shared/runs/palm_r50",
+  c.run = dict(command="pretrain", config="configs/pretrain_accelerator.py", workdir="gs://my-bucket/runs/palm_r50",
                overrides="")  # overrides: e.g. "--config.train.steps=1000 --config.seed=1"
   c.tpu = dict(name="palmup", zone="us-central2-b", project="", accelerator_type="v4-32",
                version="tpu-ubuntu2204-base", preemptible=False)

@@ -1,9 +1,9 @@
 """Accelerator-sized Palm pretraining: ResNet-50 at 64x64 on the eye generator, 2048 envs.
 
-    palmup pretrain --config configs/pretrain_accelerator.py --workdir /mnt/shared/runs/palm_r50
+    palmup pretrain --config configs/pretrain_accelerator.py --workdir gs://my-bucket/runs/palm_r50
 
-on every host (palmup launch writes the commands), with a workdir every host sees (NFS, or a bucket
-mounted with gcsfuse; gs:// URLs are not supported yet). Sized for a TPU v4-32 / 8xA100 class
+on every host (palmup launch writes the commands), with a workdir every host sees: a gs:// bucket
+(needs palmup's `cloud` extra: pip install -e '.[cloud]') or a shared filesystem (NFS). Sized for a TPU v4-32 / 8xA100 class
 machine (not runnable on a 2-core CPU; a test builds and compiles it at a tiny scale). num_envs
 and replay.batch_size must be multiples of the device count. The replay stores latents: 2048
 envs x 512 steps of 64x64x3 pixels would take 13.3 GB, the latents (100-d z, action, label, flag)

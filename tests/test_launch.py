@@ -13,7 +13,7 @@ from palmup.errors import UserError
 def test_tpu_dry_run_prints_create_install_and_the_same_command_on_every_worker(tmp_path, capsys):
   config = load_config("launch", **{"dry_run": True, "tpu.name": "pod1", "tpu.zone": "us-central2-b",
                                     "tpu.accelerator_type": "v4-32", "commit": "abc123",
-                                    "run.workdir": "/mnt/nfs/palm", "run.overrides": "--config.train.steps=1000"})
+                                    "run.workdir": "gs://bucket/palm", "run.overrides": "--config.train.steps=1000"})
   launch.main(config, tmp_path)
   lines = capsys.readouterr().out.strip().splitlines()
   assert (tmp_path / "commands.sh").read_text().strip().splitlines() == lines
@@ -21,10 +21,10 @@ def test_tpu_dry_run_prints_create_install_and_the_same_command_on_every_worker(
   assert create == ["gcloud", "compute", "tpus", "tpu-vm", "create", "pod1", "--zone=us-central2-b",
                     "--accelerator-type=v4-32", "--version=tpu-ubuntu2204-base"]
   assert install[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod1", "--zone=us-central2-b", "--worker=all"]
-  assert "git checkout -q abc123 && ./scripts/install.sh" in install[-1] and "'jax[tpu]==0.10.2'" in install[-1]
+  assert "git checkout -q abc123 && ./scripts/install.sh" in install[-1] and "'jax[tpu]==0.10.2' -e '.[cloud]'" in install[-1]
   assert run[:9] == install[:9] and run[9] == (
       "cd palmup && PALMUP_DISTRIBUTED=1 .venv/bin/palmup pretrain --config configs/pretrain_accelerator.py "
-      "--workdir /mnt/nfs/palm --config.train.steps=1000")
+      "--workdir gs://bucket/palm --config.train.steps=1000")
 
 
 def test_slurm_dry_run_prints_one_task_per_gpu_srun_and_requeue_on_sigterm(tmp_path, capsys):
@@ -46,6 +46,8 @@ def test_bad_launch_values_are_named():
     launch.validate(load_config("launch", target="k8s"))
   with pytest.raises(ConfigError, match=r"config.slurm.nodes=0 is invalid"):
     launch.validate(load_config("launch", **{"target": "slurm", "slurm.nodes": 0}))
+  with pytest.raises(ConfigError, match=r"config.run.workdir='gs://b/run' is invalid; valid: a shared filesystem"):
+    launch.validate(load_config("launch", **{"target": "slurm", "run.workdir": "gs://b/run"}))
 
 
 @pytest.mark.parametrize("env,expected", [

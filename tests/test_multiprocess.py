@@ -28,16 +28,23 @@ def gen_dir(tiny_gen, tmp_path_factory):
   return path
 
 
-def launch(workdir, gen_dir, processes: int, devices: int) -> list[subprocess.Popen]:
-  """`processes` processes of the same pretrain command, each with `devices` CPU devices."""
-  command = [sys.executable, "-m", "palmup", "pretrain", "--config", "configs/pretrain_tiny.py", "--workdir",
-             str(workdir), f"--config.generator={gen_dir}", "--config.log.judge=", f"--config.train.steps={3 * CHUNKS}"]
-  return [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for env in sharding.local_processes_env(processes, devices)]
+def start(args: list[str], processes: int, devices: int, only: dict[int, list[str]] = {}) -> list[subprocess.Popen]:
+  """`processes` processes of `palmup <args>` (plus only[i] for process i), each with `devices` CPU devices."""
+  return [subprocess.Popen([sys.executable, "-m", "palmup", *args, *only.get(i, [])], env=env, cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for i, env in enumerate(sharding.local_processes_env(processes, devices))]
 
 
-def finish(procs, timeout=240) -> list[str]:
-  """Waits for every process (a hang fails the test after `timeout` s); -> their stdout."""
+def launch(workdir, gen_dir, processes: int, devices: int, only: dict[int, list[str]] = {}) -> list[subprocess.Popen]:
+  """The same tiny pretrain command in every process."""
+  return start(["pretrain", "--config", "configs/pretrain_tiny.py", "--workdir", str(workdir),
+                f"--config.generator={gen_dir}", "--config.log.judge=", f"--config.train.steps={3 * CHUNKS}"],
+               processes, devices, only)
+
+
+def finish(procs, timeout=240, ok=True) -> list[str]:
+  """Waits for every process (a hang fails the test after `timeout` s); -> their stdout (ok) or
+  stderr (not ok: every process must have failed)."""
   outs = []
   for proc in procs:
     try:
@@ -46,8 +53,8 @@ def finish(procs, timeout=240) -> list[str]:
       for p in procs:
         p.kill()
       pytest.fail("a process hung")
-    assert proc.returncode == 0, err[-3000:]
-    outs.append(out)
+    assert (proc.returncode == 0) == ok, err[-3000:]
+    outs.append(out if ok else err)
   return outs
 
 
@@ -104,3 +111,26 @@ def test_two_processes_stopped_by_sigterm_and_resumed_equal_one_process_and_writ
   _, params, _ = learner_lib.load_encoder(tmp_path / "encoder")
   _, reference, _ = learner_lib.load_encoder(one_process / "encoder")
   assert_same_state(jax.tree.leaves(params), jax.tree.leaves(reference))
+
+
+def test_a_generator_missing_on_one_host_stops_every_process_with_one_clear_line(gen_dir, tmp_path):
+  errs = finish(launch(tmp_path, gen_dir, 2, 2, only={1: [f"--config.generator={tmp_path / 'absent'}"]}), ok=False)
+  last = [e.strip().splitlines()[-1] for e in errs]
+  assert last[1].startswith(f"palmup pretrain: {tmp_path / 'absent'} is not a generator directory"), errs[1][-2000:]
+  assert last[0].startswith("palmup pretrain: process 1 of 2 failed while loading the config, generator") and \
+      "is not a generator directory" in last[0], errs[0][-2000:]
+  assert not any("Traceback" in e for e in errs)
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_two_process_evaluate_writes_once_and_equals_one_process(one_process, tmp_path):
+  args = lambda out: ["evaluate", "--config", "configs/evaluate.py", "--workdir", str(out),
+                      f"--config.encoders={one_process}", "--config.datasets=digits", "--config.probe.train_examples=600",
+                      "--config.probe.random_seeds=1", "--config.probe.logistic.steps=30",
+                      "--config.probe.few_shot.seeds=2"]
+  two = start(args(tmp_path / "two"), 2, 2)
+  one = start(args(tmp_path / "one"), 1, 4)
+  outs = finish(two) + finish(one)
+  assert sum("| digits |" in o for o in outs) == 2, outs  # the table printed once per run
+  assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["config.json", "evaluate.json", "results.md"]
+  assert (tmp_path / "two" / "evaluate.json").read_text() == (tmp_path / "one" / "evaluate.json").read_text()

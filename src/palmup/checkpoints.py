@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import jax
 import numpy as np
 
+from etils import epath
+
 from palmup import sharding
+from palmup import workdir as wd
 from palmup.errors import UserError
 
 RESTART_HINT = ("use a new --workdir, or add --config.train.restart=True to move this run aside "
@@ -95,9 +96,9 @@ def _quietly(read, noise):
 class Checkpoints:
   """workdir/checkpoints, keeping the newest `keep`; saves every `interval`-th step it is given."""
 
-  def __init__(self, workdir: Path, keep: int, interval: int = 1):
+  def __init__(self, workdir: epath.PathLike, keep: int, interval: int = 1):
     import orbax.checkpoint as ocp
-    self.workdir = Path(workdir)
+    self.workdir = wd.path(workdir)
     self.directory = self.workdir / "checkpoints"
     self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=interval, create=True),
@@ -151,7 +152,7 @@ class Checkpoints:
       aside.mkdir(exist_ok=True)
       for step in steps:
         target = aside / f"{step}_{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.move(str(self.directory / str(step)), str(target))
+        (self.directory / str(step)).rename(target)
         warnings.warn(f"damaged checkpoint {step} moved to {target}", stacklevel=3)
     sharding.sync("palmup:damaged_moved")
     self.manager.reload()
@@ -173,35 +174,39 @@ class Checkpoints:
     self.manager.close()
 
 
-def write_params(path: Path, params):
+def write_params(path: epath.PathLike, params):
   """Writes a parameter pytree (an artefact's params/: generator, encoder, judge) with orbax; every
   process of a multi-process run must call it (orbax synchronises them)."""
   import orbax.checkpoint as ocp
   with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(path, jax.device_get(params), force=True)
+    ckpt.save(wd.path(path), jax.device_get(params), force=True)
 
 
-def read_params(path: Path, target, what: str, hint: str):
+def read_params(path: epath.PathLike, target, what: str, hint: str):
   """The parameter pytree at path shaped as target; missing, damaged or mismatched arrays -> a
-  UserError naming `what` and `hint` (what to do)."""
+  UserError naming `what` and `hint` (what to do). Each process reads its own copy, with no barrier
+  (orbax's default waits for every process), so a read that fails on one host cannot strand the
+  others (see sharding.together)."""
   import orbax.checkpoint as ocp
-  with ocp.StandardCheckpointer() as ckpt:
+  me = jax.process_index()
+  alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+  with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckpt:
     try:
-      return ckpt.restore(path, target)
+      return ckpt.restore(wd.path(path), target)
     except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
       raise UserError(f"the {what}'s parameters in {path} cannot be read ({type(e).__name__}: {str(e)[:160]}); "
                       f"{hint}") from e
 
 
-def move_aside(workdir: Path) -> Path | None:
+def move_aside(workdir: epath.PathLike) -> epath.Path | None:
   """Moves everything a run wrote in workdir (except earlier previous_*/ folders) into
   workdir/previous_<time>/; -> that folder, or None when there was nothing to move."""
-  workdir = Path(workdir)
+  workdir = wd.path(workdir)
   entries = [p for p in workdir.iterdir() if not p.name.startswith("previous_")] if workdir.is_dir() else []
   if not entries:
     return None
   target = workdir / f"previous_{time.strftime('%Y%m%d-%H%M%S')}"
   target.mkdir()
   for p in entries:
-    shutil.move(str(p), str(target / p.name))
+    p.rename(target / p.name)
   return target

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-from pathlib import Path
 
 # OSError numbers that describe the machine, not the code: printed as one line by the CLI.
 ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
@@ -15,9 +14,11 @@ class UserError(Exception):
   """Something the user can fix; the message says what is wrong and what to do."""
 
 
-def existing_dir(path, what: str, hint: str) -> Path:
-  """path as an existing directory, else a UserError naming it, what it should be and `hint`."""
-  path = Path(path).expanduser()
+def existing_dir(path, what: str, hint: str):
+  """path as an existing directory (a run path, palmup.workdir.path), else a UserError naming it,
+  what it should be and `hint`."""
+  from palmup.workdir import path as run_path
+  path = run_path(path)
   if not path.exists():
     raise UserError(f"{what} {path} does not exist; {hint}")
   if not path.is_dir():
@@ -25,11 +26,12 @@ def existing_dir(path, what: str, hint: str) -> Path:
   return path
 
 
-def read_json(path: Path, what: str, hint: str, keys: tuple[str, ...] = ()) -> dict:
+def read_json(path, what: str, hint: str, keys: tuple[str, ...] = ()) -> dict:
   """The JSON object in `path` holding `keys`, else a UserError saying it is missing, unreadable or
   corrupt."""
   try:
-    value = json.loads(Path(path).read_text())
+    from palmup.workdir import path as run_path
+    value = json.loads(run_path(path).read_text())
   except FileNotFoundError:
     raise UserError(f"{what} {path} is missing; {hint}") from None
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

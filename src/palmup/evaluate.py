@@ -16,13 +16,13 @@ results.md (the table, mean +- std over random inits and few-shot seeds).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
-from palmup import config_checks as cc, workdir as wd
+from palmup import config_checks as cc, sharding, workdir as wd
 from palmup.data import datasets, transforms
 from palmup.evaluators import few_shot, fine_tune, linear_probe
 from palmup.learner import load_encoder
@@ -150,9 +150,9 @@ def summary(result: dict) -> str:
 # ---------------------------------------------------------------------------------------- command
 
 
-def encoder_dir(path: str) -> Path:
+def encoder_dir(path: str) -> epath.Path:
   """A pretrain workdir or its encoder/ directory -> the directory holding learner.json."""
-  path = Path(path).expanduser()
+  path = wd.path(path)
   for candidate in (path, path / "encoder"):
     if (candidate / "learner.json").exists():
       return candidate
@@ -195,16 +195,21 @@ def table(rows_by_dataset: dict[str, list[dict]]) -> str:
 
 
 def main(config, workdir):
-  validate(config)
-  encoders = {}
-  for path in (p.strip() for p in config.encoders.split(",") if p.strip()):
-    d = encoder_dir(path)
-    encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
-  workdir = wd.prepare(workdir, config)
+  with sharding.together("loading the encoders and datasets"):  # a file missing on one host stops all
+    validate(config)
+    encoders = {}
+    for path in (p.strip() for p in config.encoders.split(",") if p.strip()):
+      d = encoder_dir(path)
+      encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
+    splits = {name: tuple(datasets.load(name, s, config.data_dir) for s in ("train", "test"))
+              for name in (d.strip() for d in config.datasets.split(",") if d.strip())}
+    workdir = wd.create(workdir)
+  primary = sharding.is_primary()  # every process computes every probe (host-local, no collective); one writes
+  if primary:
+    wd.write_config(workdir, config)
   cfg, ft = config.probe, config.fine_tune
   results, rows, verdicts = {}, {}, []
-  for dataset in (d.strip() for d in config.datasets.split(",") if d.strip()):
-    train, test = (datasets.load(dataset, s, config.data_dir) for s in ("train", "test"))
+  for dataset, (train, test) in splits.items():
     idx = _train_subset(len(train), cfg)
 
     def tuned(learner, params, obs_shape):
@@ -236,7 +241,10 @@ def main(config, workdir):
       if verdict:
         verdicts.append(verdict)
       results[dataset][name] = result
-    print(table({dataset: rows[dataset]}), flush=True)
+    if primary:
+      print(table({dataset: rows[dataset]}), flush=True)
+  if not primary:
+    return
   (workdir / "evaluate.json").write_text(json.dumps(results, indent=2) + "\n")
   floors = "\n\n".join(verdicts) if verdicts else "Every encoder beats raw pixels on every probe."
   (workdir / "results.md").write_text(

@@ -24,13 +24,15 @@ def validate(config):
   cc.one_of(config, "target", TARGETS)
   cc.require(bool(config.run.command.strip()), "run.command", config.run.command, "a palmup command, e.g. pretrain")
   cc.require(bool(config.run.workdir.strip()), "run.workdir", config.run.workdir,
-             "the run's workdir, one path every host sees (NFS or a mounted bucket)")
+             "the run's workdir, one path every host sees (a gs:// bucket or NFS)")
   if config.target == "tpu":
     for key in ("tpu.name", "tpu.zone", "tpu.accelerator_type", "tpu.version"):
       cc.require(bool(cc.get(config, key)), key, cc.get(config, key), "a non-empty string")
   else:
     for key in ("slurm.nodes", "slurm.gpus_per_node"):
       cc.positive(config, key)
+    cc.require(not wd.is_uri(config.run.workdir), "run.workdir", config.run.workdir,
+               "a shared filesystem path on a SLURM cluster (sbatch writes its log there)")
 
 
 def palmup_command(config) -> str:
@@ -49,7 +51,7 @@ def tpu_commands(config) -> list[list[str]]:
   ssh = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", *where, "--worker=all", "--command"]
   install = (f"test -d palmup || git clone {shlex.quote(config.repo)} palmup; cd palmup && git fetch -q && "
              f"git checkout -q {shlex.quote(config.commit)} && ./scripts/install.sh && "
-             f".venv/bin/pip install -q 'jax[tpu]=={config.jax_version}'")
+             f".venv/bin/pip install -q 'jax[tpu]=={config.jax_version}' -e '.[cloud]'")
   return [["gcloud", "compute", "tpus", "tpu-vm", "create", *where, f"--accelerator-type={t.accelerator_type}",
            f"--version={t.version}", *(["--preemptible"] if t.preemptible else [])],
           [*ssh, install],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import flax.linen as nn
 import flax.struct
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from palmup import checkpoints
+from palmup import workdir as wd
 from palmup.augment import augment
 from palmup.data import transforms
 from palmup.errors import existing_dir, read_json
@@ -116,10 +116,10 @@ class Learner:
     return LearnerState(optax.apply_updates(state.params, updates), opt_state), metrics
 
 
-def save_encoder(path: Path, learner: Learner, params, obs_shape):
+def save_encoder(path, learner: Learner, params, obs_shape):
   """Writes the learner's config, input shape and parameters (orbax): what evaluation and RL
   transfer read (load_encoder), without importing the trainer."""
-  path = Path(path).absolute()
+  path = wd.path(path)
   path.mkdir(parents=True, exist_ok=True)
   spec = {"learner": learner.config.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
   if jax.process_index() == 0:  # orbax's save below is called by every process of a multi-process run
@@ -131,7 +131,7 @@ def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
   """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
   import ml_collections
   hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
-  path = existing_dir(path, "encoder directory", hint).absolute()
+  path = existing_dir(path, "encoder directory", hint)
   spec = read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
   learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
   obs_shape = tuple(spec["obs_shape"])

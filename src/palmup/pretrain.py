@@ -34,12 +34,12 @@ import json
 import math
 import signal
 import time
-from pathlib import Path
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
@@ -403,7 +403,7 @@ def _check_finite(metrics, chunk_index, last_saved):
         f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
 
 
-def _save_strips(path: Path, strips, scale: int, writer, step: int):
+def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
   """PNGs (and TensorBoard images) of recent trajectories (rows: envs, columns: the last 16 steps)
   and of the last step's sampled pairs (rows: view a, view b)."""
   traj = np.asarray(strips["trajectory"])[-16:]  # [T, S, H, W, C]
@@ -418,10 +418,10 @@ _RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_check
                       "eval.")
 
 
-def check_resumable(workdir: Path, config):
+def check_resumable(workdir: epath.Path, config):
   """Refuses to resume a workdir whose checkpoints were written under a different computation."""
-  old_path = Path(workdir) / "config.json"
-  if not (Path(workdir) / "checkpoints").exists() or not old_path.exists():
+  old_path = wd.path(workdir) / "config.json"
+  if not (wd.path(workdir) / "checkpoints").exists() or not old_path.exists():
     return
   flat = lambda d, prefix="": {k2: v2 for k, v in d.items() for k2, v2 in (
       flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
@@ -435,7 +435,7 @@ def check_resumable(workdir: Path, config):
         f"on resume; {ckpt_lib.RESTART_HINT}")
 
 
-def resume_or_restart(workdir: Path, config, abstract_state):
+def resume_or_restart(workdir: epath.Path, config, abstract_state):
   """-> (checkpoints, state or None, chunks done). A run that cannot be resumed (changed config,
   incompatible or unreadable checkpoints) stops with a CheckpointError, or with train.restart is
   moved aside and starts anew; config.json is written only once the run is known to go on."""
@@ -462,12 +462,13 @@ def resume_or_restart(workdir: Path, config, abstract_state):
 
 
 def main(config, workdir):
-  validate(config)
-  workdir = wd.create(workdir)
-  mesh = sharding.make_mesh()
-  gen, gen_params = generators.load(config.generator)
-  env = LatentEnv(gen, gen_params, obs_size=config.obs_size)
-  init, chunk, shardings = jit_pretrain(config, env, mesh)
+  with sharding.together("loading the config, generator, judge and data"):  # no collective in here
+    validate(config)
+    workdir = wd.create(workdir)
+    mesh = sharding.make_mesh()
+    gen, gen_params = generators.load(config.generator)
+    env = LatentEnv(gen, gen_params, obs_size=config.obs_size)
+    init, chunk, shardings = jit_pretrain(config, env, mesh)
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),

@@ -21,7 +21,8 @@ import io
 import json
 import os
 import re
-from pathlib import Path
+
+from etils import epath
 
 from palmup import workdir as wd
 from palmup.config_checks import ConfigError
@@ -49,13 +50,13 @@ pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
 """
 
 
-def is_run(path: Path) -> bool:
+def is_run(path: epath.Path) -> bool:
   return any((path / m).exists() for m in _RUN_MARKERS)
 
 
-def discover(workdir) -> list[Path]:
+def discover(workdir) -> list[epath.Path]:
   """workdir (when it holds results itself or has no sub-workdirs) and its sub-workdirs."""
-  workdir = Path(workdir).expanduser().absolute()
+  workdir = wd.path(workdir)
   if not workdir.is_dir():
     raise ConfigError(f"no such workdir: {workdir}")
   subs = sorted(p for p in workdir.iterdir() if p.is_dir() and is_run(p))
@@ -63,13 +64,13 @@ def discover(workdir) -> list[Path]:
   return ([workdir] if own or not subs else []) + subs
 
 
-def run_names(runs: list[Path]) -> list[str]:
+def run_names(runs: list[epath.Path]) -> list[str]:
   """Each run's path relative to the closest common parent of the runs' parents (unique, short)."""
   common = os.path.commonpath([str(r.parent) for r in runs])
   return [str(r.relative_to(common)) for r in runs]
 
 
-def _files(directory: Path):
+def _files(directory: epath.Path):
   """Files under directory, not descending into sub-workdirs (they are runs of their own)."""
   for p in sorted(directory.iterdir()):
     if p.is_dir():
@@ -79,7 +80,7 @@ def _files(directory: Path):
       yield p
 
 
-def pictures(run: Path, keep: int = KEEP_PER_SERIES) -> list[Path]:
+def pictures(run: epath.Path, keep: int = KEEP_PER_SERIES) -> list[epath.Path]:
   """The run's PNG/GIF files; of a numbered series (same name up to its counter), the latest `keep`."""
   series = {}
   for p in _files(run):
@@ -247,7 +248,7 @@ def metrics_section(metrics: dict[str, list[dict]]) -> str:
           f'<h3>Last logged values</h3>{_table(["metric"] + [_esc(n) for n in names], last)}</section>')
 
 
-def run_section(run: Path, name: str, index: int, rows: list[dict]) -> str:
+def run_section(run: epath.Path, name: str, index: int, rows: list[dict]) -> str:
   """One run: config, summary, markdown files, JSON results, pictures."""
   parts = [f'<section id="run-{index}"><h2>{_esc(name)}</h2><div class="path">{_esc(run)}</div>']
   config = run / "config.json"
@@ -276,9 +277,9 @@ def run_section(run: Path, name: str, index: int, rows: list[dict]) -> str:
   return "\n".join(parts) + "</section>"
 
 
-def build_report(workdirs: list[Path], title: str = "palmup report") -> str:
+def build_report(workdirs: list[epath.Path], title: str = "palmup report") -> str:
   """The HTML page for these run directories (in this order; plots overlay them)."""
-  runs = [Path(w).expanduser().absolute() for w in workdirs]
+  runs = [wd.path(w) for w in workdirs]
   names = run_names(runs)
   metrics = {n: wd.read_metrics(r) for n, r in zip(names, runs)}
   toc = " ".join(f'<a href="#run-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
@@ -292,6 +293,6 @@ def main(config, workdir):
   """Writes workdir/report.html for workdir's runs and config.runs' (config may be None: no extras)."""
   extra = [r.strip() for r in config.runs.split(",") if r.strip()] if config is not None else []
   runs = list(dict.fromkeys(run for w in [workdir, *extra] for run in discover(w)))
-  path = Path(workdir).expanduser().absolute() / "report.html"
+  path = wd.path(workdir) / "report.html"
   path.write_text(build_report(runs, f"palmup report: {path.parent.name}"))
   print(path)

@@ -9,6 +9,7 @@ computation is the same program whatever the device count, so 1 and 8 devices ag
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
@@ -130,6 +131,37 @@ def any_process(flag: bool) -> bool:
     return flag
   from jax.experimental import multihost_utils
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+_MESSAGE_BYTES = 1024
+
+
+@contextlib.contextmanager
+def together(what: str):
+  """Runs a block that may fail on some processes only (a generator or dataset missing on one host)
+  and holds no collective; then the processes compare (one all-gather). If any failed, every process
+  stops: a failed one with its own error, the others with a UserError naming the first failed
+  process and its message, so none waits alone in the next collective. One process: a no-op."""
+  error = None
+  try:
+    yield
+  except Exception as e:  # re-raised below, after the others have heard of it
+    error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    text = f"{type(error).__name__}: {error}" if error is not None and not isinstance(error, UserError) else str(error)
+    encoded = np.zeros(_MESSAGE_BYTES + 1, np.uint8)
+    if error is not None:
+      raw = text.encode()[:_MESSAGE_BYTES]
+      encoded[0], encoded[1:1 + len(raw)] = 1, np.frombuffer(raw, np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(encoded))  # [processes, 1 + bytes]
+    failed = np.flatnonzero(gathered[:, 0])
+    if error is None and failed.size:
+      first = int(failed[0])
+      message = bytes(gathered[first, 1:]).rstrip(b"\0").decode(errors="replace")
+      raise UserError(f"process {first} of {jax.process_count()} failed while {what}: {message}")
+  if error is not None:
+    raise error
 
 
 def is_primary() -> bool:

@@ -1,11 +1,13 @@
 """Pictures: image grids as PNG and animated GIFs (uint8 NHWC in, files out)."""
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from palmup import workdir as wd
 
 
 def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -21,19 +23,26 @@ def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
   return out
 
 
-def save_png(path: str | Path, image: np.ndarray, scale: int = 1):
+def _write(path, img: Image.Image, **kwargs):
+  """Saves a PIL image to a run path (local or cloud: palmup.workdir.path), its format from the suffix."""
+  path = wd.path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  img.save(buffer, format=path.suffix.lstrip(".").upper(), **kwargs)
+  path.write_bytes(buffer.getvalue())
+
+
+def save_png(path, image: np.ndarray, scale: int = 1):
   """Writes uint8 [H, W, 3] as PNG, nearest-upscaled by `scale`."""
   img = Image.fromarray(np.asarray(image))
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  Path(path).parent.mkdir(parents=True, exist_ok=True)
-  img.save(path)
+  _write(path, img)
 
 
-def save_gif(path: str | Path, frames: Sequence[np.ndarray], scale: int = 1, ms_per_frame: int = 120):
+def save_gif(path, frames: Sequence[np.ndarray], scale: int = 1, ms_per_frame: int = 120):
   """Writes uint8 [H, W, 3] frames as a looping animated GIF."""
   imgs = [Image.fromarray(np.asarray(f)) for f in frames]
   if scale > 1:
     imgs = [i.resize((i.width * scale, i.height * scale), Image.NEAREST) for i in imgs]
-  Path(path).parent.mkdir(parents=True, exist_ok=True)
-  imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=ms_per_frame, loop=0)
+  _write(path, imgs[0], save_all=True, append_images=imgs[1:], duration=ms_per_frame, loop=0)

@@ -3,35 +3,49 @@
     workdir/config.json      the config as run (after command-line overrides)
     workdir/metrics.jsonl    one JSON object per logged step: {"step": int, "time": float, ...}
     workdir/tensorboard/     the same scalars for TensorBoard
+
+Every run path is an `etils.epath.Path` (`path`), the path type orbax itself uses, so a workdir may
+be local or on cloud storage (gs://, s3://: install palmup's `cloud` extra). Files are written
+whole, never appended to, since object stores cannot append.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from etils import epath
 
 from palmup.errors import UserError
 
 
-def create(workdir: str | Path) -> Path:
-  """The workdir as an absolute path, created if needed; a UserError if it is an existing file."""
-  workdir = Path(workdir).expanduser().absolute()
+def path(p: str | epath.PathLike) -> epath.Path:
+  """A run path as an epath.Path: a URI (gs://bucket/run) as it is, a local path absolute."""
+  p = epath.Path(p)
+  return p if is_uri(p) else p.expanduser().absolute()
+
+
+def is_uri(p) -> bool:
+  """Whether p names cloud storage (gs://, s3://, ...) rather than a local file."""
+  return "://" in str(p)
+
+
+def create(workdir: str | epath.PathLike) -> epath.Path:
+  """The workdir as a run path, created if needed; a UserError if it is an existing file."""
+  workdir = path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is an existing file; give a directory (new or a run's workdir)")
   workdir.mkdir(parents=True, exist_ok=True)
   return workdir
 
 
-def write_config(workdir: Path, config):
+def write_config(workdir: epath.Path, config):
   """The resolved config to workdir/config.json."""
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
-def prepare(workdir: str | Path, config) -> Path:
+def prepare(workdir: str | epath.PathLike, config) -> epath.Path:
   """Creates the workdir and writes the resolved config to config.json."""
   workdir = create(workdir)
   write_config(workdir, config)
@@ -39,31 +53,38 @@ def prepare(workdir: str | Path, config) -> Path:
 
 
 class MetricWriter:
-  """Appends scalar metrics to metrics.jsonl and TensorBoard event files.
+  """Writes scalar metrics to metrics.jsonl (rewritten whole at each write, through a temporary file
+  replacing it, so a kill never leaves it half written) and TensorBoard event files.
 
   resume_step: the step the run's state was restored from (0 for a run from scratch). Rows logged
   after it by an earlier, interrupted process are dropped from metrics.jsonl and purged from
   TensorBoard (its purge_step), so both hold one row per step, matching the restored state.
   """
 
-  def __init__(self, workdir: str | Path, resume_step: int, tensorboard: bool = True):
-    self.path = Path(workdir) / "metrics.jsonl"
-    _truncate(self.path, resume_step)
+  def __init__(self, workdir: str | epath.PathLike, resume_step: int, tensorboard: bool = True):
+    self.path = path(workdir) / "metrics.jsonl"
+    self._text = "".join(json.dumps(r) + "\n" for r in read_metrics(workdir) if r["step"] <= resume_step)
+    self._flush()
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"), purge_step=resume_step + 1)
+      self._tb = SummaryWriter(str(path(workdir) / "tensorboard"), purge_step=resume_step + 1)
 
   def write(self, step: int, metrics: Mapping[str, Any]):
     row = {"step": int(step), "time": time.time()}
     row.update({k: float(np.asarray(v)) for k, v in metrics.items()})
-    with self.path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
+    self._text += json.dumps(row) + "\n"
+    self._flush()
     if self._tb is not None:
       for k, v in row.items():
         if k not in ("step", "time"):
           self._tb.add_scalar(k, v, int(step))
       self._tb.flush()
+
+  def _flush(self):
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text(self._text)
+    tmp.replace(self.path)
 
   def write_image(self, step: int, tag: str, image: np.ndarray):
     """Adds a uint8 [H, W, 3] image to TensorBoard (pictures also go to PNG files by their caller)."""
@@ -76,16 +97,6 @@ class MetricWriter:
       self._tb.close()
 
 
-def _truncate(path: Path, last_step: int):
-  """Keeps the rows of path with step <= last_step (and drops a line torn by a kill); atomic."""
-  lines = path.read_text().splitlines() if path.exists() else []
-  kept = [r for r in _parse(lines) if r["step"] <= last_step]
-  if len(kept) < len(lines):
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
-
-
 def _parse(lines: list[str]) -> list[dict[str, float]]:
   rows = []
   for line in lines:
@@ -96,10 +107,10 @@ def _parse(lines: list[str]) -> list[dict[str, float]]:
   return rows
 
 
-def read_metrics(workdir: str | Path) -> list[dict[str, float]]:
-  """All rows of workdir/metrics.jsonl."""
-  path = Path(workdir) / "metrics.jsonl"
-  return _parse(path.read_text().splitlines()) if path.exists() else []
+def read_metrics(workdir: str | epath.PathLike) -> list[dict[str, float]]:
+  """All rows of workdir/metrics.jsonl (a line torn by a kill mid-write is skipped)."""
+  file = path(workdir) / "metrics.jsonl"
+  return _parse(file.read_text().splitlines()) if file.exists() else []
 
 
 def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disable: bool = False):

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import apt, checkpoints
+from palmup import apt, checkpoints, workdir as wd
 from palmup.errors import UserError
 from palmup.data import transforms
 from palmup.evaluators.generator_quality import Classifier
@@ -65,7 +65,7 @@ class Judge:
 
 def save(directory, judge: Judge, extra: dict | None = None):
   """Writes judge.json and params/ (orbax) into directory."""
-  directory = Path(directory).absolute()
+  directory = wd.path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   spec = {"num_classes": judge.num_classes, "widths": list(judge.module.widths),
           "feature_dim": judge.module.feature_dim, "size": judge.size, "channels": judge.channels,
@@ -74,9 +74,9 @@ def save(directory, judge: Judge, extra: dict | None = None):
   checkpoints.write_params(directory / "params", judge.params)
 
 
-def resolve(name: str) -> Path:
+def resolve(name: str):
   """'builtin:NAME' -> the shipped judge's directory; anything else is a directory path."""
-  path = ASSETS / name.split(":", 1)[1] if name.startswith("builtin:") else Path(name).expanduser()
+  path = ASSETS / name.split(":", 1)[1] if name.startswith("builtin:") else wd.path(name)
   if not (path / "judge.json").exists():
     valid = sorted(f"builtin:{p.name}" for p in ASSETS.glob("*") if (p / "judge.json").exists())
     raise UserError(f"{name!r} is not a judge (no judge.json in {path}); valid: {', '.join(valid)} "

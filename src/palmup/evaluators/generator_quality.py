@@ -18,7 +18,6 @@ quality.json into DIR.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.linalg
+from etils import epath
 
 from palmup import data as data_lib
 from palmup import generators, workdir as wd
@@ -119,7 +119,7 @@ def evaluate(gen_path: str, dataset: str, num_samples: int, classifier_steps: in
 def evaluate_and_write(gen_path: str, dataset: str, cfg, workdir, data_dir=None) -> dict:
   result = evaluate(gen_path, dataset, cfg.num_samples, cfg.classifier_steps, cfg.batch_size, cfg.seed,
                     data_dir)
-  (Path(workdir) / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+  (wd.path(workdir) / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
   print(json.dumps(result, indent=2))
   return result
 

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from etils import epath
 
-from palmup import checkpoints
+from palmup import checkpoints, workdir as wd
 from palmup.errors import UserError, read_json
 
 ASSETS = Path(__file__).parent / "assets"
@@ -85,16 +86,16 @@ def _spec(gen: Generator) -> dict[str, Any]:
           "class_names": list(gen.class_names)}
 
 
-def save(directory: str | Path, gen: Generator, params, extra: dict[str, Any] | None = None):
+def save(directory: str | epath.Path, gen: Generator, params, extra: dict[str, Any] | None = None):
   """Writes `generator.json` and `params/` into `directory` (created; params overwritten)."""
-  directory = Path(directory).absolute()
+  directory = wd.path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   spec = _spec(gen) | (extra or {})
   (directory / "generator.json").write_text(json.dumps(spec, indent=2) + "\n")
   checkpoints.write_params(directory / "params", params)
 
 
-def resolve(path: str) -> Path:
+def resolve(path: str) -> epath.Path:
   """'builtin:NAME' -> the shipped generator directory; anything else is a directory path."""
   if path.startswith("builtin:"):
     name = path.split(":", 1)[1]
@@ -103,7 +104,7 @@ def resolve(path: str) -> Path:
     if not (found / "generator.json").exists():
       raise UserError(f"no built-in generator {name!r}; valid: {', '.join('builtin:' + v for v in valid)}")
     return found
-  found = Path(path).expanduser()
+  found = wd.path(path)
   if not (found / "generator.json").exists():
     raise UserError(
         f"{found} is not a generator directory (no generator.json). Use 'builtin:fashion_mnist_32', "

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 from palmup import config_checks as cc
 from palmup import learner as learner_lib, workdir as wd
@@ -70,11 +70,11 @@ def validate(config):
              f"a divisor of ppo.num_envs * ppo.num_steps = {rollout}")
 
 
-def encoder_dir(path) -> Path | None:
+def encoder_dir(path) -> epath.Path | None:
   """The encoder directory at path (or at path/encoder), None if there is none."""
-  for p in (Path(path).expanduser(), Path(path).expanduser() / "encoder"):
+  for p in (wd.path(path), wd.path(path) / "encoder"):
     if (p / "learner.json").exists() and (p / "params").exists():
-      return p.absolute()
+      return p
   return None
 
 
@@ -157,7 +157,7 @@ def _number(x) -> float | None:
   return None if np.isnan(x) else float(x)
 
 
-def write_metrics(workdir: Path, config, metrics, curve):
+def write_metrics(workdir: epath.Path, config, metrics, curve):
   """One metrics.jsonl row per update: return per seed and mean (windowed), losses (mean over seeds)."""
   writer = wd.MetricWriter(workdir, resume_step=0)  # written whole, so a rerun replaces the rows
   p = config.ppo
