@@ -26,13 +26,15 @@ import apt_reward
 import benchlib
 import compile_time
 import env_throughput
+import learner_budget
 import learner_flops
 import pretrain_loop
 import replay_storage
 import scaling
 
 # In run order: compile first, so it times the chunk's first compilation, which loop then reuses.
-BENCHMARKS = {"compile": compile_time, "env": env_throughput, "learner": learner_flops, "reward": apt_reward,
+BENCHMARKS = {"compile": compile_time, "env": env_throughput, "learner": learner_flops, "budget": learner_budget,
+              "reward": apt_reward,
               "loop": pretrain_loop, "replay": replay_storage, "scaling": scaling}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -12,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import configs, evaluate, learner as learner_lib, pretrain
+from palmup import configs, evaluate, learner as learner_lib, pretrain, workdir as wd
 
 SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
 TINY_PROBE = {"train_examples": 300, "random_seeds": 1, "logistic.steps": 20, "logistic.l2_grid": (1e-3,),
               "ridge.l2_grid": (10.0,), "few_shot.shots": (1, 5), "few_shot.seeds": 2}
+# The CPU scale's learner: the conv widths halved (16-128) and 24 x 24 observations, 3.0x cheaper per
+# loop step than configs/pretrain_fashion_mnist.py's own (benchmarks/learner_budget.py; the learner
+# already runs near the CPU's matmul rate, so only fewer FLOPs help), so 1,200-3,000-step tables
+# with 3 seeds fit 2 cores.
+CPU_PRETRAIN = {"learner.encoder.widths": (16, 32, 64, 128), "obs_size": 24}
 # The accelerator scale (documented, not run here): the same CNN pipeline, bigger everything.
 FULL_PRETRAIN = {"num_envs": 1024, "replay.batch_size": 1024, "replay.capacity": 1024, "train.steps": 20000,
                  "train.chunk_steps": 100, "learner.encoder.name": "resnet18", "agent.hidden": 1024}
@@ -28,11 +34,27 @@ def pretrain_run(workdir: Path, scale: str, overrides: dict, seed: int) -> Path:
   overrides, without the end-of-run probe; -> workdir holding encoder/ and metrics.jsonl."""
   workdir = Path(workdir)
   if not (workdir / "encoder" / "learner.json").exists():
-    base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", {}),
+    base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", CPU_PRETRAIN),
                     "full": ("pretrain_fashion_mnist", FULL_PRETRAIN)}[scale]
     config = configs.load(base, seed=seed, **{"eval.enabled": False, **scaled, **overrides})
     pretrain.main(config, workdir)
   return workdir
+
+
+def encoder_at(run: Path, scale: str, overrides: dict, seed: int, steps: int) -> Path:
+  """The run's encoder after `steps` pretraining steps, kept as run/encoder_<steps>/: pretrains, or
+  resumes the run from its last checkpoint to `steps` (train.steps may change on resume, and the
+  learning rates are constant, so a run resumed to N steps is the run of N steps). Experiments
+  pointed at the same --runs share these (T5's budgets include T1's)."""
+  run = Path(run)
+  kept = run / f"encoder_{steps}"
+  if not kept.exists():
+    done = max((r["step"] for r in wd.read_metrics(run)), default=0)
+    if done > steps:
+      raise SystemExit(f"{run} ran {done} steps without keeping encoder_{steps}/; give another --runs")
+    pretrain_run(run, scale, {**overrides, "train.steps": steps}, seed)
+    shutil.move(str(run / "encoder"), str(kept))
+  return kept
 
 
 def probe_config(scale: str):
@@ -57,6 +79,21 @@ def probe_pixels(run: Path, dataset: str, cfg, encoder: str = "encoder") -> dict
   no encoder is loaded or trained)."""
   spec = json.loads((Path(run) / encoder / "learner.json").read_text())
   return evaluate.evaluate_pixels(tuple(spec["obs_shape"]), dataset, cfg)
+
+
+def probed(encoder: Path, dataset: str, cfg, shots: str, floor: str | int | None = None) -> dict:
+  """{"linear": logistic top-1, "few_shot": `shots`-shot ridge} on dataset of a kept encoder
+  (encoder_at), or of a floor at its input shape and architecture (floor="pixels", or an int: the
+  random-init seed); cached in <encoder>/probe_<dataset>[_<floor>].json, so neither a rerun nor
+  another table probes it again."""
+  tag = "" if floor is None else "_pixels" if floor == "pixels" else f"_random{floor}"
+  cache = Path(encoder) / f"probe_{dataset}{tag}.json"
+  if not cache.exists():
+    run, name = Path(encoder).parent, Path(encoder).name
+    r = (probe_pixels(run, dataset, cfg, encoder=name) if floor == "pixels"
+         else probe(run, dataset, cfg, floor, encoder=name))
+    write_json(cache, {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"], "shots": shots})
+  return json.loads(cache.read_text())
 
 
 def mean_std(values) -> str:
@@ -115,10 +152,12 @@ def write_json(path: Path, obj):
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-  """The table scripts' shared flags: --workdir and --scale."""
+  """The table scripts' shared flags: --workdir, --scale and --runs."""
   p = argparse.ArgumentParser(description=doc.split("\n")[0])
   p.add_argument("--workdir", type=Path, required=True)
   p.add_argument("--scale", choices=SCALES, default="cpu")
+  p.add_argument("--runs", type=Path, default=None,
+                 help="where the pretraining runs live (default: the workdir); tables given the same --runs share runs")
   return p
 
 

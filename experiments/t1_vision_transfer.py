@@ -1,7 +1,7 @@
 """T1, vision transfer: does playing in the generator's latent space give features that transfer to
 real images, and do exploration and temporal pairs matter?
 
-    python experiments/t1_vision_transfer.py --workdir runs/t1 --scale cpu    # hours on 2 CPU cores; resumable
+    python experiments/t1_vision_transfer.py --workdir runs/t1 --runs runs/cpu --scale cpu  # hours on 2 cores; resumable
 
 Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.py):
   palm            APT explorer, temporal pairs (o_t, o_t+offset), no augmentation (the paper)
@@ -13,10 +13,13 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
 Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge), mean +- std over
 seeds, and palm against each method: the difference and Welch's p. Scales: tiny (CI plumbing,
-seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget), full (accelerator:
-1024 envs, ResNet-18, 20k steps, 3 seeds; documented, not run here). Finished runs are skipped on a
-rerun, so an interrupted table resumes. Writes results.md (which also names every method that does
-not beat raw pixels), results.json, t1_vision_transfer.png.
+seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget, with the CPU
+scale's cheaper learner, common.CPU_PRETRAIN), full (accelerator: 1024 envs, ResNet-18, 20k steps,
+3 seeds; documented, not run here). Each run keeps its encoder as <runs>/<method>_seed<seed>/
+encoder_<steps>/ (common.encoder_at): kept encoders are reused on a rerun, so an interrupted table
+resumes, and T5 given the same --runs shares them. Writes results.md after every run (partial cells
+say how many seeds they hold; it also names every method that does not beat raw pixels),
+results.json, t1_vision_transfer.png.
 """
 from __future__ import annotations
 
@@ -33,45 +36,49 @@ METHODS = {
     "genrep": {"explorer": "static", "learner.augment": "only"},
     "simclr_real": {"explorer": "static", "learner.augment": "only", "static_source": "fashion_mnist"},
 }
-SCALE = {  # seeds, pretraining overrides, probe datasets
-    "tiny": (1, {}, ("digits",)),
-    "cpu": (3, {"train.steps": 1200}, ("fashion_mnist", "mnist5k", "digits")),
-    "full": (3, {}, ("fashion_mnist", "mnist5k", "digits")),
+SCALE = {  # seeds, pretraining steps, probe datasets
+    "tiny": (1, 6, ("digits",)),
+    "cpu": (3, 1200, ("fashion_mnist", "mnist5k", "digits")),
+    "full": (3, 20000, ("fashion_mnist", "mnist5k", "digits")),
 }
 SHOTS = "10"
 
 
-def run(workdir: Path, scale: str, seeds: int | None = None) -> dict:
-  """-> {method: {dataset: {"linear": [per seed], "few_shot": [per seed]}}}, also in results.json."""
-  n_seeds, overrides, probe_sets = SCALE[scale]
+def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results, shots: None) -> dict:
+  """-> ({method: {dataset: {"linear": [per seed], "few_shot": [per seed]}}}, shots); report(results,
+  shots) after every run, for partial tables."""
+  n_seeds, steps, probe_sets = SCALE[scale]
   n_seeds = seeds or n_seeds
   cfg = common.probe_config(scale)
   shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
   results = {m: {d: {"linear": [], "few_shot": []} for d in probe_sets}
              for m in (*METHODS, "random_encoder", "raw_pixels")}
 
-  def record(method, dataset, r):
-    results[method][dataset]["linear"].append(r["test_accuracy"])
-    results[method][dataset]["few_shot"].append(r["few_shot"][shots]["mean"])
+  def record(method, encoder, floor=None):
+    for dataset in probe_sets:
+      found = common.probed(encoder, dataset, cfg, shots, floor)
+      for kind in ("linear", "few_shot"):
+        results[method][dataset][kind].append(found[kind])
 
   for seed in range(n_seeds):
     for method, method_overrides in METHODS.items():
-      run_dir = common.pretrain_run(workdir / f"{method}_seed{seed}", scale, {**overrides, **method_overrides}, seed)
-      for dataset in probe_sets:
-        record(method, dataset, common.probe(run_dir, dataset, cfg))
-    for dataset in probe_sets:  # same architecture for every method
-      record("random_encoder", dataset, common.probe(workdir / f"palm_seed{seed}", dataset, cfg, 1000 + seed))
-  for dataset in probe_sets:  # the input shape of palm's encoder, the same for every method
-    record("raw_pixels", dataset, common.probe_pixels(workdir / "palm_seed0", dataset, cfg))
-  common.write_json(workdir / "results.json", {"shots": shots, "results": results})
+      encoder = common.encoder_at(runs / f"{method}_seed{seed}", scale, method_overrides, seed, steps)
+      record(method, encoder)
+      if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
+        record("random_encoder", encoder, 1000 + seed)
+        if seed == 0:
+          record("raw_pixels", encoder, "pixels")
+      report(results, shots)
   return results, shots
 
 
-def table(results, shots) -> str:
+def table(results, shots, seeds: int) -> str:
+  """Mean +- std per method and probe; a cell short of `seeds` seeds says how many it holds."""
   datasets = list(next(iter(results.values())))
   header = ["method"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
-  rows = [[m] + [common.mean_std(results[m][d][k]) for d in datasets for k in ("linear", "few_shot")]
-          for m in results]
+  want = lambda m: 1 if m == "raw_pixels" else seeds
+  cell = lambda m, v: "missing" if not v else common.mean_std(v) + ("" if len(v) == want(m) else f" ({len(v)}/{seeds} seeds)")
+  rows = [[m] + [cell(m, results[m][d][k]) for d in datasets for k in ("linear", "few_shot")] for m in results]
   return common.markdown_table(header, rows)
 
 
@@ -88,7 +95,7 @@ def palm_tests(results, shots) -> str:
     for d in datasets:
       for k in ("linear", "few_shot"):
         a, b = results["palm"][d][k], results[m][d][k]
-        p = common.welch_p(a, b)
+        p = common.welch_p(a, b) if b else float("nan")
         cells.append("-" if np.isnan(p) else f"{100 * (np.mean(a) - np.mean(b)):+.1f} (p {p:.3f})")
     rows.append([m] + cells)
   return common.markdown_table(header, rows)
@@ -99,7 +106,8 @@ def pixel_verdicts(results, shots) -> str:
   mean = lambda m, d: {"logistic": float(np.mean(results[m][d]["linear"])),
                        f"{shots}-shot": float(np.mean(results[m][d]["few_shot"]))}
   lines = [evaluate.pixel_verdict(f"{m} on {d}", mean(m, d), mean("raw_pixels", d))
-           for m in results if m != "raw_pixels" for d in results[m]]
+           for m in results if m != "raw_pixels" for d in results[m]
+           if results[m][d]["linear"] and results["raw_pixels"][d]["linear"]]
   return "\n\n".join(line for line in lines if line) or "Every method beats raw pixels on every probe and dataset."
 
 
@@ -110,13 +118,13 @@ def plot(results, shots, path: Path):
   width = 0.8 / len(methods)
   for ax, kind, title in zip(axes, ("linear", "few_shot"), ("linear probe", f"{shots}-shot ridge")):
     for i, m in enumerate(methods):
-      values = [100 * np.asarray(results[m][d][kind]) for d in datasets]
+      values = [100 * np.asarray(results[m][d][kind] or [np.nan]) for d in datasets]  # nan: not run yet
       ax.bar(np.arange(len(datasets)) + i * width, [v.mean() for v in values], width,
              yerr=[v.std() for v in values], label=m, capsize=2)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(methods) - 1) / 2, datasets)
     ax.set_ylabel("top-1 %")
     ax.set_title(title)
-    lo = min(100 * np.min(results[m][d][kind]) for m in methods for d in datasets)
+    lo = min(100 * np.min(results[m][d][kind]) for m in methods for d in datasets if results[m][d][kind])
     ax.set_ylim(max(0, lo - 10), 100)
   axes[0].legend(fontsize=7, loc="lower left")
   common.save_figure(fig, path)
@@ -128,14 +136,19 @@ def main():
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
-  results, shots = run(args.workdir, args.scale, args.seeds)
-  plot(results, shots, args.workdir / "t1_vision_transfer.png")
-  common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
-                       f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, and a "
-                       f"ridge probe on {shots} labelled images per class.\n\n" + table(results, shots)
-                       + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
-                       "(against raw pixels, one value: a one-sample test):\n\n" + palm_tests(results, shots)
-                       + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
+  seeds = args.seeds or SCALE[args.scale][0]
+
+  def write(results, shots):
+    common.write_json(args.workdir / "results.json", {"shots": shots, "seeds": seeds, "results": results})
+    plot(results, shots, args.workdir / "t1_vision_transfer.png")
+    common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
+                         f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, "
+                         f"and a ridge probe on {shots} labelled images per class.\n\n" + table(results, shots, seeds)
+                         + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
+                         "(against raw pixels, one value: a one-sample test):\n\n" + palm_tests(results, shots)
+                         + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
+
+  run(args.runs or args.workdir, args.scale, args.seeds, report=write)
 
 
 if __name__ == "__main__":

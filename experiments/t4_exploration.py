@@ -70,7 +70,7 @@ def summarise(runs: dict[tuple[str, str], list[Path]]) -> dict:
   """{(setting, explorer): {metric: per-seed values}} of the finished runs."""
   out = {}
   for key, dirs in runs.items():
-    done = [after_seed_phase(d) for d in dirs if (d / "encoder" / "learner.json").exists()]
+    done = [after_seed_phase(d) for d in dirs if any(d.glob("encoder*/learner.json"))]  # encoder/ or kept ones
     if done:
       out[key] = {m: [d[m] for d in done] for m in done[0]}
   return out

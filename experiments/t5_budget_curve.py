@@ -1,19 +1,17 @@
 """T5, budget curve: probe accuracy against pretraining steps, for Palm and SimCLR on the real images,
 against the raw-pixel and random-encoder floors.
 
-    python experiments/t5_budget_curve.py --workdir runs/t5 --scale cpu    # hours on 2 CPU cores; resumable
+    python experiments/t5_budget_curve.py --workdir runs/t5 --runs runs/cpu --scale cpu  # hours on 2 cores; resumable
 
-Each method and seed is one run, extended budget by budget: the run is pretrained to the first
-budget, its encoder kept as encoder_<steps>/, then the same workdir is resumed to the next budget
-(train.steps is one of the keys a resumed run may change; the learner's learning rate is constant,
-so a run resumed to N steps is the run of N steps). Every kept encoder is probed on Fashion-MNIST
-(logistic top-1 and 10-shot ridge). Writes results.md (table: mean +- std over seeds per budget,
-with the floors), results.json and t5_budget_curve.png.
+Each method and seed is one run (in --runs, default the workdir), extended budget by budget: the
+run is pretrained to the first budget, its encoder kept as encoder_<steps>/, then resumed to the
+next budget (common.encoder_at). T1 at the same scale pointed at the same --runs reuses the
+1,200-step encoders instead of pretraining them again. Every kept encoder is probed on
+Fashion-MNIST (logistic top-1 and 10-shot ridge). Writes results.md (table: mean +- std over seeds
+per budget, with the floors; partial while runs go on), results.json and t5_budget_curve.png.
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,38 +24,22 @@ SCALE = {"tiny": (1, (3, 6)), "cpu": (3, (300, 1200, 3000)), "full": (3, (2000, 
 DATASET, SHOTS = "fashion_mnist", "10"
 
 
-def extend(run: Path, scale: str, overrides: dict, seed: int, budget: int) -> Path:
-  """run's encoder after `budget` steps (encoder_<budget>/), pretraining or resuming as needed."""
-  kept = run / f"encoder_{budget}"
-  if not kept.exists():
-    common.pretrain_run(run, scale, {**overrides, "train.steps": budget}, seed)
-    shutil.move(str(run / "encoder"), str(kept))
-  return kept
-
-
-def probed(encoder: Path, dataset: str, cfg, shots: str) -> dict:
-  """{"linear", "few_shot"} accuracies of a kept encoder, cached in <encoder>/probe_<dataset>.json so
-  a resumed table does not probe it again."""
-  cache = encoder / f"probe_{dataset}.json"
-  if not cache.exists():
-    r = common.probe(encoder.parent, dataset, cfg, encoder=encoder.name)
-    common.write_json(cache, {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]})
-  return json.loads(cache.read_text())
-
-
 def floors_of(encoder: Path, dataset: str, cfg, shots: str) -> dict:
-  """The raw-pixel and random-init floors at the encoder's input shape and architecture."""
-  found = {"raw_pixels": common.probe_pixels(encoder.parent, dataset, cfg, encoder=encoder.name),
-           "random_encoder": common.probe(encoder.parent, dataset, cfg, 1000, encoder=encoder.name)}
-  return {k: {"linear": r["test_accuracy"], "few_shot": r["few_shot"][shots]["mean"]} for k, r in found.items()}
+  """The raw-pixel and random-init (seed 1000, T1's seed-0 floor) floors at the encoder's input shape
+  and architecture."""
+  return {"raw_pixels": common.probed(encoder, dataset, cfg, shots, "pixels"),
+          "random_encoder": common.probed(encoder, dataset, cfg, shots, 1000)}
 
 
 def main():
   parser = common.parser(__doc__)
+  parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
+  runs = args.runs or args.workdir
   seeds, budgets = SCALE[args.scale]
+  seeds = args.seeds or seeds
   cfg = common.probe_config(args.scale)
   shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
   dataset = "digits" if args.scale == "tiny" else DATASET
@@ -66,9 +48,10 @@ def main():
   for seed in range(seeds):
     for method in CURVE_METHODS:
       for budget in budgets:
-        encoder = extend(args.workdir / f"{method}_seed{seed}", args.scale, METHODS[method], seed, budget)
-        for kind, value in probed(encoder, dataset, cfg, shots).items():
-          results[method][budget][kind].append(value)
+        encoder = common.encoder_at(runs / f"{method}_seed{seed}", args.scale, METHODS[method], seed, budget)
+        found = common.probed(encoder, dataset, cfg, shots)
+        for kind in ("linear", "few_shot"):
+          results[method][budget][kind].append(found[kind])
         floors = floors or floors_of(encoder, dataset, cfg, shots)
         write(args, started, results, floors, seeds, budgets, dataset, shots)  # partial tables as runs finish
 
