@@ -1,7 +1,7 @@
 """T4, exploration: does APT visit more of the image manifold than uniform random actions, and is its actor healthy?
 
     python experiments/t4_exploration.py --workdir runs/t4 --scale cpu        # the sweep: settings x explorers x 3 seeds
-    python experiments/t4_exploration.py --workdir runs/t4 --from-t1 runs/t1  # T1's palm / random_actions runs
+    python experiments/t4_exploration.py --workdir runs/t4 --from-t1 runs/cpu  # T1's palm / random_actions runs (its --runs)
 
 Exploration is measured in the fixed feature space of the shipped judge (palmup.evaluators.exploration:
 a classifier of real Fashion-MNIST), the same for every explorer and run, per chunk by the

@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from palmup import generators, learner as learner_lib, sharding, workdir as wd
+from palmup import configs, evaluate, generators, learner as learner_lib, sharding, workdir as wd
 
 ROOT = Path(__file__).parents[1]
 CHUNKS = 4
@@ -124,13 +124,11 @@ def test_a_generator_missing_on_one_host_stops_every_process_with_one_clear_line
 
 
 def test_two_process_evaluate_writes_once_and_equals_one_process(one_process, tmp_path):
-  args = lambda out: ["evaluate", "--config", "configs/evaluate.py", "--workdir", str(out),
-                      f"--config.encoders={one_process}", "--config.datasets=digits", "--config.probe.train_examples=600",
-                      "--config.probe.random_seeds=1", "--config.probe.logistic.steps=30",
-                      "--config.probe.few_shot.seeds=2"]
-  two = start(args(tmp_path / "two"), 2, 2)
-  one = start(args(tmp_path / "one"), 1, 4)
-  outs = finish(two) + finish(one)
-  assert sum("| digits |" in o for o in outs) == 2, outs  # the table printed once per run
+  overrides = {"encoders": str(one_process), "datasets": "digits", "probe.train_examples": 600,
+               "probe.random_seeds": 1, "probe.logistic.steps": 30, "probe.few_shot.seeds": 2}
+  outs = finish(start(["evaluate", "--config", "configs/evaluate.py", "--workdir", str(tmp_path / "two"),
+                       *(f"--config.{k}={v}" for k, v in overrides.items())], 2, 2))
+  assert sum("| digits |" in o for o in outs) == 1, outs  # the table printed once
   assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["config.json", "evaluate.json", "results.md"]
+  evaluate.main(configs.load("evaluate", **overrides), tmp_path / "one")  # this process: one device's numbers
   assert (tmp_path / "two" / "evaluate.json").read_text() == (tmp_path / "one" / "evaluate.json").read_text()
