@@ -119,3 +119,19 @@ def test_vmapped_statistics_equal_one_setting_at_a_time(tiny_gen):
     single = jax.device_get(t3.dynamics_statistics(env, params, jax.random.PRNGKey(0), 6, 3))
     for key, value in stats.items():
       assert abs(float(single[key]) - value) < 1e-4 * max(1.0, abs(value)), key
+
+
+def test_t4_headroom_selectors_pick_what_they_say_and_the_tiny_table_is_written(tmp_path, monkeypatch):
+  t4h = importlib.import_module("t4_headroom")
+  import jax.numpy as jnp
+  features = jnp.array([[[0.0, 0.0], [5.0, 5.0]], [[0.1, 0.0], [3.0, -4.0]], [[0.0, 0.2], [9.0, 9.0]]])  # [N=3, P=2, F=2]
+  picked = t4h.greedy_pick(features)
+  assert picked.tolist() == [[0.0, 0.0], [3.0, -4.0], [9.0, 9.0]]  # env 0 its first; then the farthest from those picked
+  assert t4h.greedy_pick(features[:, :1]).tolist() == features[:, 0].tolist()  # P = 1: the i.i.d. frames
+  reference = jnp.array([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [0.1, 0.1]])
+  rare = t4h.rarest_pick(features, reference)
+  assert rare.tolist() == [[5.0, 5.0], [3.0, -4.0], [9.0, 9.0]]  # each env alone: its candidate farthest from the reference
+  _main(monkeypatch, "t4_headroom", "--workdir", str(tmp_path), "--scale", "tiny")
+  per_seed = json.loads((tmp_path / "results.json").read_text())["per_seed"]
+  assert per_seed["coordinated/1"] == per_seed["independent/1"] and len(per_seed) == 4
+  assert "| 4 |" in (tmp_path / "results.md").read_text()
