@@ -49,6 +49,10 @@ def test_every_workdir_writer_works_on_a_non_local_filesystem(gcs, tmp_path, mon
   writer = wd.MetricWriter(run, resume_step=2, tensorboard=False)  # a resume from step 2
   writer.write(3, {"loss": 0.5})
   assert [(r["step"], r["loss"]) for r in wd.read_metrics(run)] == [(1, 0.1), (2, 0.2), (3, 0.5)]
+  writer.write(4, {"loss": 0.4}, flush=False)  # many rows at once: written at close
+  assert len(wd.read_metrics(run)) == 3
+  writer.close()
+  assert [r["step"] for r in wd.read_metrics(run)] == [1, 2, 3, 4]
 
   image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
   viz.save_png(run / "strips" / "x.png", image, scale=2)

@@ -64,17 +64,22 @@ class MetricWriter:
   def __init__(self, workdir: str | epath.PathLike, resume_step: int, tensorboard: bool = True):
     self.path = path(workdir) / "metrics.jsonl"
     self._text = "".join(json.dumps(r) + "\n" for r in read_metrics(workdir) if r["step"] <= resume_step)
+    self._pending = False
     self._flush()
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(str(path(workdir) / "tensorboard"), purge_step=resume_step + 1)
 
-  def write(self, step: int, metrics: Mapping[str, Any]):
+  def write(self, step: int, metrics: Mapping[str, Any], flush: bool = True):
+    """Adds a row; flush=False defers rewriting metrics.jsonl to the next flushed write or close()
+    (for writing many rows at once)."""
     row = {"step": int(step), "time": time.time()}
     row.update({k: float(np.asarray(v)) for k, v in metrics.items()})
     self._text += json.dumps(row) + "\n"
-    self._flush()
+    self._pending = not flush
+    if flush:
+      self._flush()
     if self._tb is not None:
       for k, v in row.items():
         if k not in ("step", "time"):
@@ -93,6 +98,8 @@ class MetricWriter:
       self._tb.flush()
 
   def close(self):
+    if self._pending:
+      self._flush()
     if self._tb is not None:
       self._tb.close()
 

@@ -168,7 +168,7 @@ def write_metrics(workdir: epath.Path, config, metrics, curve):
     if np.isfinite(curve[:, u]).any():
       row["return_mean"] = np.nanmean(curve[:, u])
     row["episodes"] = np.sum(metrics["episodes"][:, u])
-    writer.write((u + 1) * p.num_envs * p.num_steps, row)
+    writer.write((u + 1) * p.num_envs * p.num_steps, row, flush=False)  # metrics.jsonl written once, at close
   writer.close()
 
 
