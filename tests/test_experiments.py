@@ -121,7 +121,7 @@ def test_vmapped_statistics_equal_one_setting_at_a_time(tiny_gen):
       assert abs(float(single[key]) - value) < 1e-4 * max(1.0, abs(value)), key
 
 
-def test_t4_headroom_selectors_pick_what_they_say_and_the_tiny_table_is_written(tmp_path, monkeypatch):
+def test_t4_headroom_selectors_pick_what_they_say():
   t4h = importlib.import_module("t4_headroom")
   import jax.numpy as jnp
   features = jnp.array([[[0.0, 0.0], [5.0, 5.0]], [[0.1, 0.0], [3.0, -4.0]], [[0.0, 0.2], [9.0, 9.0]]])  # [N=3, P=2, F=2]
@@ -131,6 +131,10 @@ def test_t4_headroom_selectors_pick_what_they_say_and_the_tiny_table_is_written(
   reference = jnp.array([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [0.1, 0.1]])
   rare = t4h.rarest_pick(features, reference)
   assert rare.tolist() == [[5.0, 5.0], [3.0, -4.0], [9.0, 9.0]]  # each env alone: its candidate farthest from the reference
+
+
+@pytest.mark.slow  # about 15 s; `make test-slow`
+def test_t4_headroom_tiny_table(tmp_path, monkeypatch):
   _main(monkeypatch, "t4_headroom", "--workdir", str(tmp_path), "--scale", "tiny")
   per_seed = json.loads((tmp_path / "results.json").read_text())["per_seed"]
   assert per_seed["coordinated/1"] == per_seed["independent/1"] and len(per_seed) == 4

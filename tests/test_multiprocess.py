@@ -125,7 +125,8 @@ def test_a_generator_missing_on_one_host_stops_every_process_with_one_clear_line
 
 def test_two_process_evaluate_writes_once_and_equals_one_process(one_process, tmp_path):
   overrides = {"encoders": str(one_process), "datasets": "digits", "probe.train_examples": 600,
-               "probe.random_seeds": 1, "probe.logistic.steps": 30, "probe.few_shot.seeds": 2}
+               "probe.random_seeds": 1, "probe.logistic.steps": 30, "probe.logistic.l2_grid": (1e-3,),
+               "probe.ridge.l2_grid": (10.0,), "probe.few_shot.shots": (1, 5), "probe.few_shot.seeds": 1}
   outs = finish(start(["evaluate", "--config", "configs/evaluate.py", "--workdir", str(tmp_path / "two"),
                        *(f"--config.{k}={v}" for k, v in overrides.items())], 2, 2))
   assert sum("| digits |" in o for o in outs) == 1, outs  # the table printed once
