@@ -24,7 +24,7 @@ def get_config():
   c.generator = "builtin:fashion_mnist_32"
   c.obs_size = 32
   c.num_envs = 64
-  c.explorer = "apt"  # apt | random | static
+  c.explorer = "apt"  # apt | novelty | random | static
   c.static_source = "generator"  # explorer=static only: "generator" (GenRep-style) or a dataset (SimCLR on real images)
   # The paper's standard EMA at 0.7: with the class held for the episode and pair_offset 4, the
   # latents of a positive pair correlate 0.7^4 = 0.24, so positives are mostly "same class, other
@@ -46,6 +46,9 @@ def get_config():
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame; see palmup.explorer)
   c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")
+  # explorer=novelty (palmup.planner): per env, of `candidates` uniform actions the one whose simulated
+  # next frame is farthest from its k-th nearest current frame of the envs, in the learner's features
+  c.planner = dict(candidates=4, k=3)
   # restart: if this workdir's run cannot be resumed (another config, incompatible or unreadable
   # checkpoints), move it aside to previous_<time>/ and start anew; a resumable run always resumes.
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2, restart=False)

@@ -237,3 +237,18 @@ def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
   pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
   with pytest.raises(CheckpointError, match=r"different config \(learner.lr changed\).*use a new --workdir, or add --config.train.restart=True"):
     pretrain.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)
+
+
+def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
+  from palmup.planner import kth_distance
+  reference = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+  candidates = np.array([[[0.1, 0.1]], [[3.0, 4.0]], [[1.0, 1.0]]])  # [K=3, N=1, D=2]
+  np.testing.assert_allclose(kth_distance(candidates, reference, 1)[:, 0], [np.hypot(0.1, 0.1), np.hypot(3, 3), 1.0],
+                             rtol=1e-5)
+  np.testing.assert_allclose(kth_distance(candidates, reference, 3)[:, 0], [np.hypot(0.9, 0.1), 5.0, np.sqrt(2)],
+                             rtol=1e-5)
+  start, state, rows, _ = _run_chunks(tiny_config(explorer="novelty"), env, 2)
+  assert state.agent is None and _changed(start.learner.params, state.learner.params)
+  assert rows[-1]["action_std"] > 0.3  # picks among uniform candidates stay spread across envs
+  with pytest.raises(ConfigError, match=r"config.planner.k=9 is invalid; valid: in \[1, num_envs=8\]"):
+    pretrain.validate(tiny_config(**{"explorer": "novelty", "planner.k": 9}))

@@ -6,10 +6,14 @@
 `lax.scan` over `train.chunk_steps` fused steps, jitted once with data-parallel shardings
 (palmup.sharding). One step (its parts, as functions: `step_parts`):
 
-    act (APT actor on detached features | uniform random)  ->  env step (num_envs envs, vmapped)
+    act (APT actor on detached features | novelty planner | uniform random)  ->  env step (vmapped)
     ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
     ->  learner update (NT-Xent on (o_0, o_offset), episode crossings masked)
     ->  agent update (SAC or DDPG on APT rewards of the same sequences, features detached)
+
+explorer = "novelty" acts by one step of lookahead through the known world (palmup.planner): each
+env takes, of planner.candidates uniform actions, the one whose simulated next frame is farthest
+from the envs' current frames in the learner's features. No agent, no agent update.
 
 explorer = "static" is the GenRep-style baseline on the same loop: no env and no replay; each step
 decodes B i.i.d. (z ~ N(0, noise_scale^2 I), y ~ U{classes}) and contrasts two augmentations.
@@ -50,9 +54,10 @@ from palmup.explorer import ActorCritic, AgentState, action_stats
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
+from palmup.planner import NoveltyPlanner
 from palmup.replay import STORAGES, Replay
 
-EXPLORERS = ("apt", "random", "static")
+EXPLORERS = ("apt", "novelty", "random", "static")
 APT_REFERENCES = ("batch", "population")  # apt.reference: whose frames a frame's kNN are among
 AGENT_ALGOS = ("ddpg", "sac")  # agent.algo: the actor-critic behind APT (palmup.explorer)
 
@@ -101,6 +106,9 @@ def validate(config):
   cc.require(config.log.entropy_k < config.num_envs, "log.entropy_k", config.log.entropy_k,
              f"< num_envs={config.num_envs}")
   cc.positive(config, "agent.seed_steps", allow_zero=True)
+  cc.positive(config, "planner.candidates")
+  cc.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
+             f"in [1, num_envs={config.num_envs}] (neighbours among the envs' current frames)")
   cc.positive(config, "log.judge_reference")
   if config.log.judge:
     try:
@@ -204,6 +212,7 @@ def _make(config, env: LatentEnv, mesh):
   mesh = mesh or sharding.make_mesh()
   env_params = params_from_config(config)
   learner, agent, replay = build(config, env)
+  planner = NoveltyPlanner(env, env_params, config.planner) if config.explorer == "novelty" else None
   judged = judge_for(config, env)
   num_envs, batch = config.num_envs, config.replay.batch_size
   lc = config.learner
@@ -246,6 +255,9 @@ def _make(config, env: LatentEnv, mesh):
     return logits, features, state.env_state.label, state.env_state.z
 
   def act(state: PretrainState, key):
+    if planner is not None:
+      features = functools.partial(learner.features, state.learner.params)
+      return planner.act(key, state.env_state, features, features(state.obs))[0]
     if agent is None:
       return random_actions(key)
     return agent.act(state.agent, learner.features(state.learner.params, state.obs), key, state.step)
