@@ -19,10 +19,11 @@ SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
 TINY_PROBE = {"train_examples": 300, "random_seeds": 1, "logistic.steps": 20, "logistic.l2_grid": (1e-3,),
               "ridge.l2_grid": (10.0,), "few_shot.shots": (1, 5), "few_shot.seeds": 2}
-# The CPU scale's learner: the conv widths halved (16-128) and 24 x 24 observations, 3.0x cheaper per
-# loop step than configs/pretrain_fashion_mnist.py's own (benchmarks/learner_budget.py; the learner
-# already runs near the CPU's matmul rate, so only fewer FLOPs help), so 1,200-3,000-step tables
-# with 3 seeds fit 2 cores.
+# The CPU scale's learner for the budget tables (T1, T5: runs made through encoder_at): the conv
+# widths halved (16-128) and 24 x 24 observations, 3.0x cheaper per loop step than
+# configs/pretrain_fashion_mnist.py's own (benchmarks/learner_budget.py; the learner already runs
+# near the CPU's matmul rate, so only fewer FLOPs help), so 1,200-3,000-step tables with 3 seeds fit
+# 2 cores. T3 and T4 (pretrain_run) keep the main config.
 CPU_PRETRAIN = {"learner.encoder.widths": (16, 32, 64, 128), "obs_size": 24}
 # The accelerator scale (documented, not run here): the same CNN pipeline, bigger everything.
 FULL_PRETRAIN = {"num_envs": 1024, "replay.batch_size": 1024, "replay.capacity": 1024, "train.steps": 20000,
@@ -34,7 +35,7 @@ def pretrain_run(workdir: Path, scale: str, overrides: dict, seed: int) -> Path:
   overrides, without the end-of-run probe; -> workdir holding encoder/ and metrics.jsonl."""
   workdir = Path(workdir)
   if not (workdir / "encoder" / "learner.json").exists():
-    base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", CPU_PRETRAIN),
+    base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", {}),
                     "full": ("pretrain_fashion_mnist", FULL_PRETRAIN)}[scale]
     config = configs.load(base, seed=seed, **{"eval.enabled": False, **scaled, **overrides})
     pretrain.main(config, workdir)
@@ -52,7 +53,8 @@ def encoder_at(run: Path, scale: str, overrides: dict, seed: int, steps: int) ->
     done = max((r["step"] for r in wd.read_metrics(run)), default=0)
     if done > steps:
       raise SystemExit(f"{run} ran {done} steps without keeping encoder_{steps}/; give another --runs")
-    pretrain_run(run, scale, {**overrides, "train.steps": steps}, seed)
+    budget = CPU_PRETRAIN if scale == "cpu" else {}
+    pretrain_run(run, scale, {**budget, **overrides, "train.steps": steps}, seed)
     shutil.move(str(run / "encoder"), str(kept))
   return kept
 
