@@ -187,7 +187,7 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
 
 
 @pytest.mark.parametrize("override,match", [
-    ({"explorer": "ddpg"}, r"config.explorer='ddpg' is invalid; valid: one of 'apt', 'random', 'static'"),
+    ({"explorer": "ddpg"}, r"config.explorer='ddpg' is invalid; valid: one of 'apt', 'novelty', 'random', 'static'"),
     ({"explorer": "static"}, r"config.learner.augment='none' is invalid; valid: 'only' when"),
     ({"apt.k": 99}, r"config.apt.k=99 is invalid; valid: <= replay.batch_size=16"),
     ({"replay.storage": "jpeg"}, r"config.replay.storage='jpeg'"),
