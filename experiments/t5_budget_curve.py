@@ -83,6 +83,8 @@ def plot(results, floors, budgets, shots, path: Path):
     for (name, v), style in zip(floors.items(), ("--", ":")):
       ax.axhline(100 * v[kind], color="grey", linestyle=style, label=name)
     ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+    ax.minorticks_off()
     ax.set_xlabel("pretraining steps")
     ax.set_ylabel("top-1 %")
     ax.set_title(title)
