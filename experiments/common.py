@@ -98,6 +98,11 @@ def probed(encoder: Path, dataset: str, cfg, shots: str, floor: str | int | None
   return json.loads(cache.read_text())
 
 
+def shots_of(cfg, preferred: str) -> str:
+  """The few-shot key a table reports: `preferred` if the probe config runs it, else its largest."""
+  return preferred if preferred in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
+
+
 def mean_std(values) -> str:
   """'81.2 +- 0.4' of fractions, in percent (the std over seeds; '+- n/a' for one seed)."""
   v = 100 * np.asarray(values, float)

@@ -39,7 +39,7 @@ METHODS = {
 SCALE = {  # seeds, pretraining steps, probe datasets
     "tiny": (1, 6, ("digits",)),
     "cpu": (3, 1200, ("fashion_mnist", "mnist5k", "digits")),
-    "full": (3, 20000, ("fashion_mnist", "mnist5k", "digits")),
+    "full": (3, common.FULL_PRETRAIN["train.steps"], ("fashion_mnist", "mnist5k", "digits")),
 }
 SHOTS = "10"
 
@@ -50,7 +50,7 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
   n_seeds, steps, probe_sets = SCALE[scale]
   n_seeds = seeds or n_seeds
   cfg = common.probe_config(scale)
-  shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
+  shots = common.shots_of(cfg, SHOTS)
   results = {m: {d: {"linear": [], "few_shot": []} for d in probe_sets}
              for m in (*METHODS, "random_encoder", "raw_pixels")}
 

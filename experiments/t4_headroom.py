@@ -28,7 +28,7 @@ import numpy as np
 
 import common
 from palmup import apt, configs, generators
-from palmup.env import LatentEnv, params_from_config
+from palmup.env import LatentEnv
 from palmup.evaluators import exploration
 
 SCALE = {"tiny": dict(config="pretrain_tiny", seeds=1, samples=1, choices=(1, 4), reference=32),  # CI plumbing
@@ -55,9 +55,7 @@ def greedy_pick(features) -> jax.Array:
 def rarest_pick(features, reference) -> jax.Array:
   """features [N, P, F], reference [M, F] -> per env the candidate farthest from its k-th nearest
   reference frame [N, F] (no env sees another)."""
-  sq = lambda x: jnp.sum(jnp.square(x), -1)
-  d = jnp.sqrt(jnp.maximum(sq(features)[..., None] - 2.0 * features @ reference.T + sq(reference), 0.0))  # [N, P, M]
-  kth = -jax.lax.top_k(-d, exploration.ENTROPY_K)[0][..., -1]  # [N, P]
+  kth = apt.kth_distance(features, reference, exploration.ENTROPY_K)  # [N, P]
   return jnp.take_along_axis(features, jnp.argmax(kth, axis=1)[:, None, None], axis=1)[:, 0]
 
 

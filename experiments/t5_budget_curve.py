@@ -41,7 +41,7 @@ def main():
   seeds, budgets = SCALE[args.scale]
   seeds = args.seeds or seeds
   cfg = common.probe_config(args.scale)
-  shots = SHOTS if SHOTS in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
+  shots = common.shots_of(cfg, SHOTS)
   dataset = "digits" if args.scale == "tiny" else DATASET
   results = {m: {b: {"linear": [], "few_shot": []} for b in budgets} for m in CURVE_METHODS}
   floors = None

@@ -240,7 +240,7 @@ def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
 
 
 def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
-  from palmup.planner import kth_distance
+  from palmup.apt import kth_distance
   reference = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
   candidates = np.array([[[0.1, 0.1]], [[3.0, 4.0]], [[1.0, 1.0]]])  # [K=3, N=1, D=2]
   np.testing.assert_allclose(kth_distance(candidates, reference, 1)[:, 0], [np.hypot(0.1, 0.1), np.hypot(3, 3), 1.0],

@@ -37,6 +37,14 @@ def pairwise_distances(x: jax.Array) -> jax.Array:
   return jnp.sqrt(d2)
 
 
+def kth_distance(candidates: jax.Array, reference: jax.Array, k: int) -> jax.Array:
+  """candidates [..., D], reference [M, D] -> the distance from each candidate to its k-th nearest
+  reference row [...] (the same expansion as pairwise_distances, floored at 0)."""
+  sq = lambda x: jnp.sum(jnp.square(x), -1)
+  d2 = sq(candidates)[..., None] - 2.0 * candidates @ reference.T + sq(reference)
+  return jnp.sqrt(jnp.maximum(-jax.lax.top_k(-d2, k)[0][..., -1], 0.0))
+
+
 def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: float = 0.0,
                     running_mean: RunningMean | None = None) -> jax.Array | tuple[jax.Array, RunningMean]:
   """Intrinsic reward [B] for features [B, D] (treated as constants: no gradient flows).

@@ -29,8 +29,8 @@ def existing_dir(path, what: str, hint: str):
 def read_json(path, what: str, hint: str, keys: tuple[str, ...] = ()) -> dict:
   """The JSON object in `path` holding `keys`, else a UserError saying it is missing, unreadable or
   corrupt."""
+  from palmup.workdir import path as run_path
   try:
-    from palmup.workdir import path as run_path
     value = json.loads(run_path(path).read_text())
   except FileNotFoundError:
     raise UserError(f"{what} {path} is missing; {hint}") from None

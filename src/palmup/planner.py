@@ -16,15 +16,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from palmup.apt import kth_distance
 from palmup.env import EnvParams, EnvState, LatentEnv, latent_transition
-
-
-def kth_distance(candidates, reference, k: int) -> jax.Array:
-  """candidates [..., D], reference [M, D] -> the distance from each candidate to its k-th nearest
-  reference row [...]."""
-  sq = lambda x: jnp.sum(jnp.square(x), -1)
-  d2 = sq(candidates)[..., None] - 2.0 * candidates @ reference.T + sq(reference)
-  return jnp.sqrt(jnp.maximum(-jax.lax.top_k(-d2, k)[0][..., -1], 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +27,9 @@ class NoveltyPlanner:
   params: EnvParams
   config: object
 
-  def act(self, key, state: EnvState, features, reference) -> tuple[jax.Array, jax.Array]:
-    """-> (actions [N, d] in [-1, 1], the chosen frames' novelty [N]) for the envs in state (z [N, d],
-    label [N]); features(obs uint8 [B, H, W, C]) -> [B, D]; reference [M, D]: the envs' current
-    frames' features."""
+  def act(self, key, state: EnvState, features, reference) -> jax.Array:
+    """-> actions [N, d] in [-1, 1] for the envs in state (z [N, d], label [N]); features(obs uint8
+    [B, H, W, C]) -> [B, D]; reference [M, D]: the envs' current frames' features."""
     k_action, k_noise = jax.random.split(key)
     n, d, c = state.z.shape[0], state.z.shape[-1], self.config.candidates
     actions = jax.random.uniform(k_action, (c, n, d), minval=-1.0, maxval=1.0)
@@ -45,6 +37,4 @@ class NoveltyPlanner:
     frames = self.env.decode(z, jnp.broadcast_to(state.label, (c, n)))  # [C, N, H, W, ch]
     novelty = kth_distance(features(frames.reshape((c * n,) + frames.shape[2:])).reshape(c, n, -1), reference,
                            self.config.k)  # [C, N]
-    best = jnp.argmax(novelty, axis=0)
-    pick = lambda x: jnp.take_along_axis(x, best[None, :, None] if x.ndim == 3 else best[None], axis=0)[0]
-    return pick(actions), pick(novelty)
+    return jnp.take_along_axis(actions, jnp.argmax(novelty, axis=0)[None, :, None], axis=0)[0]

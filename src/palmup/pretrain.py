@@ -257,7 +257,7 @@ def _make(config, env: LatentEnv, mesh):
   def act(state: PretrainState, key):
     if planner is not None:
       features = functools.partial(learner.features, state.learner.params)
-      return planner.act(key, state.env_state, features, features(state.obs))[0]
+      return planner.act(key, state.env_state, features, features(state.obs))
     if agent is None:
       return random_actions(key)
     return agent.act(state.agent, learner.features(state.learner.params, state.obs), key, state.step)
@@ -432,8 +432,9 @@ _RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_check
 
 def check_resumable(workdir: epath.Path, config):
   """Refuses to resume a workdir whose checkpoints were written under a different computation."""
-  old_path = wd.path(workdir) / "config.json"
-  if not (wd.path(workdir) / "checkpoints").exists() or not old_path.exists():
+  workdir = wd.path(workdir)
+  old_path = workdir / "config.json"
+  if not (workdir / "checkpoints").exists() or not old_path.exists():
     return
   flat = lambda d, prefix="": {k2: v2 for k, v in d.items() for k2, v2 in (
       flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}

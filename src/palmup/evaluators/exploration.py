@@ -86,7 +86,7 @@ def resolve(name: str):
 
 def load(name: str) -> Judge:
   """A saved judge: 'builtin:fashion_mnist_32' or a directory."""
-  directory = resolve(name).absolute()
+  directory = resolve(name)
   spec = json.loads((directory / "judge.json").read_text())
   module = Classifier(spec["num_classes"], tuple(spec["widths"]), spec["feature_dim"])
   shape = (1, spec["size"], spec["size"], spec["channels"])

@@ -114,7 +114,7 @@ def resolve(path: str) -> epath.Path:
 
 def load(path: str) -> tuple[Generator, Any]:
   """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
-  directory = resolve(path).absolute()
+  directory = resolve(path)
   hint = "re-export it (`palmup train-generator` or `palmup import-generator`) or use 'builtin:fashion_mnist_32'"
   spec = read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
   gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
