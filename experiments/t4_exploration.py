@@ -1,7 +1,8 @@
 """T4, exploration: does APT visit more of the image manifold than uniform random actions, and is its actor healthy?
 
     python experiments/t4_exploration.py --workdir runs/t4 --scale cpu        # the sweep: settings x explorers x 3 seeds
-    python experiments/t4_exploration.py --workdir runs/t4 --from-t1 runs/cpu  # T1's palm / random_actions runs (its --runs)
+    # T1's palm / random_actions runs (its --runs), one row per window of steps:
+    python experiments/t4_exploration.py --workdir runs/t4_t1 --from-t1 runs/cpu --windows 300 1200 3000
 
 Exploration is measured in the fixed feature space of the shipped judge (palmup.evaluators.exploration:
 a classifier of real Fashion-MNIST), the same for every explorer and run, per chunk by the
@@ -58,22 +59,30 @@ SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, sett
          "full": (3, list(SETTINGS), {})}
 
 
-def after_seed_phase(run: Path) -> dict[str, float]:
-  """{metric: mean over the chunks that start after the run's seed phase} of one run."""
+def after_seed_phase(run: Path, window: tuple[int, int] | None = None) -> dict[str, float]:
+  """{metric: mean over the chunks that start after the run's seed phase} of one run; with a window
+  (lo, hi), only over those chunks within steps (lo, hi] ({} if the run has none there)."""
   spec = json.loads((run / "config.json").read_text())
   seed_steps, chunk = spec["agent"]["seed_steps"], spec["train"]["chunk_steps"]
   rows = wd.read_metrics(run)
-  rows = [r for r in rows if r["step"] - chunk >= seed_steps] or rows[-1:]
+  after = [r for r in rows if r["step"] - chunk >= seed_steps]
+  if window:
+    rows = [r for r in after if r["step"] - chunk >= window[0] and r["step"] <= window[1]]
+  else:
+    rows = after or rows[-1:]
   return {m: float(np.mean([r[m] for r in rows])) for m in METRICS if rows and m in rows[0]}
 
 
-def summarise(runs: dict[tuple[str, str], list[Path]]) -> dict:
-  """{(setting, explorer): {metric: per-seed values}} of the finished runs."""
+def summarise(runs: dict[tuple[str, str], list[Path]], windows: dict[str, tuple[int, int]] | None = None) -> dict:
+  """{(setting, explorer): {metric: per-seed values}} of the finished runs (windows: setting -> the
+  steps it averages)."""
   out = {}
-  for key, dirs in runs.items():
-    done = [after_seed_phase(d) for d in dirs if any(d.glob("encoder*/learner.json"))]  # encoder/ or kept ones
+  for (setting, explorer), dirs in runs.items():
+    window = (windows or {}).get(setting)
+    done = [after_seed_phase(d, window) for d in dirs if any(d.glob("encoder*/learner.json"))]  # encoder/ or kept ones
+    done = [d for d in done if d]
     if done:
-      out[key] = {m: [d[m] for d in done] for m in done[0]}
+      out[(setting, explorer)] = {m: [d[m] for d in done] for m in done[0]}
   return out
 
 
@@ -137,16 +146,22 @@ def plot(runs: dict, setting: str, explorers, path: Path):
 def main():
   parser = common.parser(__doc__)
   parser.add_argument("--from-t1", type=Path, default=None, help="a T1 workdir whose palm/random_actions runs to read")
+  parser.add_argument("--windows", type=int, nargs="+", default=None,
+                      help="with --from-t1: step boundaries, e.g. 300 1200 3000: one row per window of steps")
   parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1),
                       help="i/n: run every n-th job from the i-th (n processes share one --workdir)")
   parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, run nothing")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
+  windows = None
   if args.from_t1:
-    settings, explorers = ["T1"], ["random_actions", "palm"]
-    runs = {("T1", name): sorted(args.from_t1.glob(f"{name}_seed*")) for name in explorers}
-    missing = [name for (_, name), dirs in runs.items() if not dirs]
+    bounds = [0, *(args.windows or [])]
+    windows = {f"T1, steps {lo}-{hi}": (lo, hi) for lo, hi in zip(bounds, bounds[1:])} or None
+    settings, explorers = list(windows or ["T1"]), ["random_actions", "palm"]
+    found = {name: sorted(args.from_t1.glob(f"{name}_seed*")) for name in explorers}
+    runs = {(s, name): dirs for s in settings for name, dirs in found.items()}
+    missing = [name for name, dirs in found.items() if not dirs]
     if missing:
       raise SystemExit(f"{args.from_t1} holds no {', '.join(missing)} runs (expected {missing[0]}_seed0/ ...)")
     jobs = []
@@ -162,10 +177,11 @@ def main():
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
 
   def write():
-    data = summarise(runs)
-    for setting in settings:
-      plot(runs, setting, explorers, args.workdir / f"t4_{settings.index(setting)}.png")
-    figures = "\n".join(f"![{s}](t4_{i}.png)" for i, s in enumerate(settings))
+    data = summarise(runs, windows)
+    plotted = settings[:1] if windows else settings  # windows of the same runs share one plot
+    for i, setting in enumerate(plotted):
+      plot(runs, setting, explorers, args.workdir / f"t4_{i}.png")
+    figures = "\n".join(f"![{s}](t4_{i}.png)" for i, s in enumerate(plotted))
     common.write_results(args.workdir, "T4: exploration in the judge's feature space, APT vs random actions", started,
                          f"From {source}. Means over the chunks after APT's seed phase, +- std over seeds; gap and "
                          f"Welch p on judge_entropy.\n\n" + table(data, settings, explorers) + "\n" + figures + "\n")

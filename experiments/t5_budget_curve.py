@@ -34,6 +34,8 @@ def floors_of(encoder: Path, dataset: str, cfg, shots: str) -> dict:
 def main():
   parser = common.parser(__doc__)
   parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
+  parser.add_argument("--max-steps", type=int, default=None,
+                      help="pretrain no run beyond this; larger budgets are tabulated from runs that reached them")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,10 @@ def main():
   for seed in range(seeds):
     for method in CURVE_METHODS:
       for budget in budgets:
-        encoder = common.encoder_at(runs / f"{method}_seed{seed}", args.scale, METHODS[method], seed, budget)
+        run = runs / f"{method}_seed{seed}"
+        if args.max_steps and budget > args.max_steps and not (run / f"encoder_{budget}").exists():
+          continue
+        encoder = common.encoder_at(run, args.scale, METHODS[method], seed, budget)
         found = common.probed(encoder, dataset, cfg, shots)
         for kind in ("linear", "few_shot"):
           results[method][budget][kind].append(found[kind])

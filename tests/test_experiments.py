@@ -70,6 +70,10 @@ def test_t4_tabulates_judge_metrics_of_apt_and_random_actions_from_t1(t1_dir, tm
     assert 0 <= float(cells[col["judge_coverage"]]) <= 1
   assert rows["random_actions"][col["policy_std"]] == "-" and float(rows["palm"][col["policy_std"]]) >= 0
   assert rows["palm"][-2:] == ["-", "-"]  # one seed: no gap, no test
+  _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "windows"), "--from-t1", str(t1_dir),
+        "--windows", "3", "6")
+  text = (tmp_path / "windows" / "results.md").read_text()
+  assert "| T1, steps 0-3 | palm |" in text and "| T1, steps 3-6 | random_actions |" in text
 
 
 def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
@@ -90,6 +94,12 @@ def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypat
   assert steps == [3, 6]  # the second budget resumed the first: one row per chunk, none redone
   assert results["floors"]["raw_pixels"]["linear"] > 0.8
   assert "| palm | 6 |" in (tmp_path / "results.md").read_text() and (tmp_path / "t5_budget_curve.png").exists()
+  _main(monkeypatch, "t5_budget_curve", "--workdir", str(tmp_path), "--scale", "tiny", "--seeds", "2",
+        "--max-steps", "3")
+  assert not (tmp_path / "palm_seed1" / "encoder_6").exists() and (tmp_path / "palm_seed1" / "encoder_3").exists()
+  results = json.loads((tmp_path / "results.json").read_text())["results"]["palm"]
+  assert len(results["3"]["linear"]) == 2 and len(results["6"]["linear"]) == 1  # seed 0's 6 steps kept in the table
+  assert "(1/2 seeds)" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.slow  # about 35 s; `make test-slow`
@@ -139,3 +149,30 @@ def test_t4_headroom_tiny_table(tmp_path, monkeypatch):
   per_seed = json.loads((tmp_path / "results.json").read_text())["per_seed"]
   assert per_seed["coordinated/1"] == per_seed["independent/1"] and len(per_seed) == 4
   assert "| 4 |" in (tmp_path / "results.md").read_text()
+
+
+def test_t4_controllability_splits_novelty_into_state_action_and_noise():
+  ctl = importlib.import_module("t4_controllability")
+  import numpy as np
+  rng = np.random.default_rng(0)
+  n, a, e = 400, 8, 8
+  state, action, noise = rng.normal(0, 2.0, (n, 1, 1)), rng.normal(0, 1.0, (n, a, 1)), rng.normal(0, 1.0, (n, a, e))
+  shares = ctl.decompose(state + action + noise)
+  for name, expected in (("state", 4 / 6), ("action", 1 / 6), ("noise", 1 / 6)):
+    assert abs(shares[name] - expected) < 0.03, (name, shares)
+  assert shares["gain"] > 0.7  # the best of 8 actions, picked on 4 noisy draws: about 0.9 within-state stds
+  blind = ctl.decompose(state + noise + 0.0 * action)  # actions change nothing
+  assert blind["action"] < 0.01 and abs(blind["gain"]) < 0.05  # cross-fitted: noise alone gains nothing
+
+
+@pytest.mark.slow  # about 2 min (compiles per setting); `make test-slow`
+def test_t4_controllability_tiny_table(tmp_path, monkeypatch):
+  ctl = _main(monkeypatch, "t4_controllability", "--workdir", str(tmp_path), "--scale", "tiny")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert list(results) == list(ctl.SETTINGS)
+  no_noise = results["action_weight 1.0 (no noise)"][0]["judge"]
+  assert no_noise["noise"] < 1e-6  # no fresh latent: the action and the state decide everything
+  for seeds in results.values():
+    shares = seeds[0]["judge"]
+    assert abs(shares["state"] + shares["action"] + shares["noise"] - 1.0) < 1e-6
+  assert "| ema 0.9 | judge |" in (tmp_path / "results.md").read_text()
