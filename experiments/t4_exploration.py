@@ -48,10 +48,12 @@ EXPLORERS = {
     "palm_centered": {"explorer": "apt", "agent.algo": "ddpg", "apt.reference": "population",
                       "agent.standardize": True, "agent.center_actions": True},
     "palm_sac": {"explorer": "apt", "agent.algo": "sac"},  # SAC instead of DDPG, URLB's reward
+    "palm_sac_centered": {"explorer": "apt", "agent.algo": "sac", "apt.reference": "population",
+                          "agent.standardize": True, "agent.center_actions": True},
     "novelty": {"explorer": "novelty"},  # no learned policy: one step of lookahead (palmup.planner)
 }
 # Explorers run only under the first setting at --scale cpu (the CPU budget): the rest are marked missing.
-FIRST_SETTING_ONLY = ("palm", "palm_sac", "novelty")
+FIRST_SETTING_ONLY = ("palm", "palm_sac", "palm_sac_centered", "novelty")
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
            "policy_saturation", "action_std", "latent_norm")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
