@@ -154,6 +154,8 @@ def main():
                       help="i/n: run every n-th job from the i-th (n processes share one --workdir)")
   parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, run nothing")
   args = parser.parse_args()
+  if args.windows and not args.from_t1:
+    parser.error(f"--windows {' '.join(map(str, args.windows))} needs --from-t1 (the sweep's runs are 125 steps)")
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   windows = None
