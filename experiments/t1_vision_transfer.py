@@ -8,6 +8,11 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   random_actions  uniform random actions instead of APT, temporal pairs
   genrep          no exploration: i.i.d. generator samples, SimCLR augmentation pairs (GenRep-style)
   simclr_real     SimCLR augmentation pairs on the real Fashion-MNIST training images
+  novelty         the novelty planner instead of APT (palmup.planner: it explores more than random
+                  actions in T4), temporal pairs
+  novelty_w0.9, random_actions_w0.9
+                  the planner and random actions with env.action_weight 0.9, where the action
+                  decides a quarter of the planner's novelty instead of 4-7% (T4's controllability)
   random_encoder  the same encoder at random initialisation (a floor)
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
@@ -35,6 +40,9 @@ METHODS = {
     "random_actions": {"explorer": "random"},
     "genrep": {"explorer": "static", "learner.augment": "only"},
     "simclr_real": {"explorer": "static", "learner.augment": "only", "static_source": "fashion_mnist"},
+    "novelty": {"explorer": "novelty"},
+    "novelty_w0.9": {"explorer": "novelty", "env.action_weight": 0.9},
+    "random_actions_w0.9": {"explorer": "random", "env.action_weight": 0.9},
 }
 SCALE = {  # seeds, pretraining steps, probe datasets
     "tiny": (1, 6, ("digits",)),
@@ -60,15 +68,16 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
       for kind in ("linear", "few_shot"):
         results[method][dataset][kind].append(found[kind])
 
-  for seed in range(n_seeds):
-    for method, method_overrides in METHODS.items():
-      encoder = common.encoder_at(runs / f"{method}_seed{seed}", scale, method_overrides, seed, steps)
-      record(method, encoder)
-      if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
-        record("random_encoder", encoder, 1000 + seed)
-        if seed == 0:
-          record("raw_pixels", encoder, "pixels")
-      report(results, shots)
+  jobs = [(seed, method) for seed in range(n_seeds) for method in METHODS]
+  kept = lambda job: (runs / f"{job[1]}_seed{job[0]}" / f"encoder_{steps}").exists()
+  for seed, method in sorted(jobs, key=lambda job: not kept(job)):  # finished runs first: partial tables hold them all
+    encoder = common.encoder_at(runs / f"{method}_seed{seed}", scale, METHODS[method], seed, steps)
+    record(method, encoder)
+    if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
+      record("random_encoder", encoder, 1000 + seed)
+      if seed == 0:
+        record("raw_pixels", encoder, "pixels")
+    report(results, shots)
   return results, shots
 
 
