@@ -8,11 +8,11 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   random_actions  uniform random actions instead of APT, temporal pairs
   genrep          no exploration: i.i.d. generator samples, SimCLR augmentation pairs (GenRep-style)
   simclr_real     SimCLR augmentation pairs on the real Fashion-MNIST training images
-  novelty         the novelty planner instead of APT (palmup.planner: it explores more than random
-                  actions in T4), temporal pairs
   novelty_w0.9, random_actions_w0.9
-                  the planner and random actions with env.action_weight 0.9, where the action
-                  decides a quarter of the planner's novelty instead of 4-7% (T4's controllability)
+                  the novelty planner (palmup.planner: it explores more than random actions in T4)
+                  and random actions with env.action_weight 0.9, where the action decides a quarter
+                  of the planner's novelty instead of 4-7% (T4's controllability), temporal pairs
+  novelty         the planner at the default dynamics
   random_encoder  the same encoder at random initialisation (a floor)
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
@@ -40,9 +40,9 @@ METHODS = {
     "random_actions": {"explorer": "random"},
     "genrep": {"explorer": "static", "learner.augment": "only"},
     "simclr_real": {"explorer": "static", "learner.augment": "only", "static_source": "fashion_mnist"},
-    "novelty": {"explorer": "novelty"},
     "novelty_w0.9": {"explorer": "novelty", "env.action_weight": 0.9},
     "random_actions_w0.9": {"explorer": "random", "env.action_weight": 0.9},
+    "novelty": {"explorer": "novelty"},
 }
 SCALE = {  # seeds, pretraining steps, probe datasets
     "tiny": (1, 6, ("digits",)),
