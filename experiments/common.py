@@ -55,6 +55,8 @@ def encoder_at(run: Path, scale: str, overrides: dict, seed: int, steps: int) ->
       raise SystemExit(f"{run} ran {done} steps without keeping encoder_{steps}/; give another --runs")
     budget = CPU_PRETRAIN if scale == "cpu" else {}
     pretrain_run(run, scale, {**budget, **overrides, "train.steps": steps}, seed)
+    if not (run / "encoder").exists():  # pretraining stopped early (SIGTERM): it saved a checkpoint
+      raise SystemExit(f"{run} stopped before {steps} steps; rerun the same command to resume it")
     shutil.move(str(run / "encoder"), str(kept))
   return kept
 

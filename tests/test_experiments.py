@@ -176,3 +176,10 @@ def test_t4_controllability_tiny_table(tmp_path, monkeypatch):
     shares = seeds[0]["judge"]
     assert abs(shares["state"] + shares["action"] + shares["noise"] - 1.0) < 1e-6
   assert "| ema 0.9 | judge |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_run_stopped_before_its_budget_says_how_to_resume(tmp_path, monkeypatch):
+  common = importlib.import_module("common")
+  monkeypatch.setattr(common.pretrain, "main", lambda config, workdir: None)  # as after a SIGTERM: no encoder/
+  with pytest.raises(SystemExit, match="stopped before 6 steps; rerun the same command to resume it"):
+    common.encoder_at(tmp_path / "palm_seed0", "tiny", {"explorer": "apt"}, 0, 6)
