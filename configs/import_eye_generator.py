@@ -8,6 +8,7 @@ import ml_collections
 
 def get_config():
   c = ml_collections.ConfigDict()
+  c.kind = "eye_dcgan"
   c.source = "pypi"        # or the path of the wheel / its generator_model_state.pth
   c.samples_per_class = 6
   return c

@@ -22,7 +22,7 @@ from palmup.errors import UserError, environment_message
 # command -> "module:function"; each function takes (config, workdir).
 COMMANDS = {
     "train-generator": "palmup.train_generator:main",
-    "import-generator": "palmup.generators.eye_dcgan:import_main",
+    "import-generator": "palmup.generators:import_main",
     "eval-generator": "palmup.evaluators.generator_quality:main",
     "render": "palmup.render:main",
     "pretrain": "palmup.pretrain:main",

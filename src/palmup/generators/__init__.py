@@ -5,8 +5,8 @@
 
 A generator on disk is a directory holding `generator.json` (its kind, constructor arguments,
 latent size, class names) and `params/` (an orbax checkpoint of the frozen parameters).
-Kinds: "stylegan" (palmup's own, trained by `palmup train-generator`) and "eye_dcgan"
-(imported by `palmup import-generator`).
+Kinds: "stylegan" (palmup's own, trained by `palmup train-generator`), "eye_dcgan" and
+"stylegan2_ada" (NVIDIA's StyleGAN2-ADA network pickles), both imported by `palmup import-generator`.
 """
 from __future__ import annotations
 
@@ -64,7 +64,22 @@ def _module(kind: str, kwargs: dict[str, Any]) -> nn.Module:
   if kind == "eye_dcgan":
     from palmup.generators.eye_dcgan import EyeDCGAN
     return EyeDCGAN(**kwargs)
-  raise ValueError(f"unknown generator kind {kind!r}; valid: 'stylegan', 'eye_dcgan'")
+  if kind == "stylegan2_ada":
+    from palmup.generators.stylegan2_ada import StyleGAN2ADA
+    return StyleGAN2ADA(**kwargs)
+  raise ValueError(f"unknown generator kind {kind!r}; valid: {', '.join(map(repr, KINDS))}")
+
+
+KINDS = ("stylegan", "eye_dcgan", "stylegan2_ada")
+IMPORTERS = {"eye_dcgan": "palmup.generators.eye_dcgan", "stylegan2_ada": "palmup.generators.stylegan2_ada_import"}
+
+
+def import_main(config, workdir):
+  """`palmup import-generator`: the importer of config.kind ('eye_dcgan' or 'stylegan2_ada')."""
+  import importlib
+  from palmup import config_checks as cc
+  cc.one_of(config, "kind", IMPORTERS)
+  importlib.import_module(IMPORTERS[config.kind]).import_main(config, workdir)
 
 
 def make(kind: str, latent_dim: int, kwargs: dict[str, Any],

@@ -9,6 +9,7 @@ torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...); we rebuild 
 from __future__ import annotations
 
 import collections
+import io
 import pickle
 from pathlib import Path
 
@@ -66,38 +67,59 @@ class _Unpickler(pickle.Unpickler):
 def load(path: str | Path):
   """Returns the saved object with every tensor replaced by a numpy array (a copy)."""
   with open(path, "rb") as f:
-    if f.read(2) == b"PK":
-      raise ValueError(f"{path} is a zip-format torch file; only the legacy format is supported")
-    f.seek(0)
-    storages: dict = {}
-    load_one = lambda: _Unpickler(f, storages).load()
-    if load_one() != MAGIC_NUMBER:
-      raise ValueError(f"{path} is not a legacy torch file (bad magic number)")
-    if load_one() != PROTOCOL_VERSION:
-      raise ValueError(f"{path}: unsupported torch protocol version")
-    sys_info = load_one()
-    if not sys_info.get("little_endian", True):
-      raise ValueError(f"{path} was written on a big-endian machine")
-    obj = load_one()
-    data = {}
-    for key in load_one():
-      dtype, numel = storages[key]
-      (count,) = np.frombuffer(f.read(8), np.int64)
-      if count != numel:
-        raise ValueError(f"{path}: storage {key} holds {count} elements, expected {numel}")
-      raw = f.read(int(count) * dtype.itemsize)
-      if len(raw) != count * dtype.itemsize:
-        raise ValueError(f"{path} is truncated (storage {key})")
-      data[key] = np.frombuffer(raw, dtype)
+    obj, data = _read(f, str(path))
   return _resolve(obj, data)
+
+
+def read_storage(payload: bytes) -> np.ndarray:
+  """One storage saved alone in the legacy format (what `torch.storage._load_from_bytes` reads in a
+  pickled tensor) -> its elements, flat."""
+  key, data = _read(io.BytesIO(payload), "a tensor storage")
+  if not isinstance(key, str) or key not in data:
+    raise ValueError("a tensor storage payload holds something other than one storage")
+  return data[key]
+
+
+def strided(flat: np.ndarray, offset: int, size, stride) -> np.ndarray:
+  """The tensor view (offset, size, stride in elements) of a flat storage, as a copy."""
+  item = flat.dtype.itemsize
+  if 0 not in size and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= len(flat):
+    raise ValueError(f"a tensor view (offset {offset}, size {tuple(size)}, stride {tuple(stride)}) "
+                     f"runs past its storage of {len(flat)} elements")
+  return np.array(np.lib.stride_tricks.as_strided(flat[offset:], tuple(size), [s * item for s in stride]))
+
+
+def _read(f, name: str):
+  """(object, {storage key: flat array}) of a legacy torch file open at its start."""
+  if f.read(2) == b"PK":
+    raise ValueError(f"{name} is a zip-format torch file; only the legacy format is supported")
+  f.seek(0)
+  storages: dict = {}
+  load_one = lambda: _Unpickler(f, storages).load()
+  if load_one() != MAGIC_NUMBER:
+    raise ValueError(f"{name} is not a legacy torch file (bad magic number)")
+  if load_one() != PROTOCOL_VERSION:
+    raise ValueError(f"{name}: unsupported torch protocol version")
+  sys_info = load_one()
+  if not sys_info.get("little_endian", True):
+    raise ValueError(f"{name} was written on a big-endian machine")
+  obj = load_one()
+  data = {}
+  for key in load_one():
+    dtype, numel = storages[key]
+    (count,) = np.frombuffer(f.read(8), np.int64)
+    if count != numel:
+      raise ValueError(f"{name}: storage {key} holds {count} elements, expected {numel}")
+    raw = f.read(int(count) * dtype.itemsize)
+    if len(raw) != count * dtype.itemsize:
+      raise ValueError(f"{name} is truncated (storage {key})")
+    data[key] = np.frombuffer(raw, dtype)
+  return obj, data
 
 
 def _resolve(obj, data):
   if isinstance(obj, _TensorRef):
-    flat = data[obj.key]
-    item = flat.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(flat[obj.offset:], obj.size, [s * item for s in obj.stride])
-    return np.array(view)
+    return strided(data[obj.key], obj.offset, obj.size, obj.stride)
   if isinstance(obj, dict):
     return type(obj)((k, _resolve(v, data)) for k, v in obj.items())
   if isinstance(obj, (list, tuple)):
