@@ -1,0 +1,218 @@
+"""The StyleGAN2-ADA port and importer: exact against NVIDIA's own outputs (shared reference), safe
+against hostile pickles, one line for every bad input, and general over the format's shapes."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import network_pickles as npk
+from palmup import configs, generators
+from palmup.errors import UserError
+from palmup.generators import network_pickle, stylegan2_ada, stylegan2_ada_import as imp
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "stylegan2ada"
+TOLERANCE = 1e-5  # of the outputs' scale (max |value|)
+
+
+def _cli(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, "-m", "palmup", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=ROOT)
+
+
+def _import_args(source, workdir, *overrides):
+  return ("import-generator", "--config", "configs/import_stylegan2ada.py", "--workdir", str(workdir),
+          f"--config.source={source}", *overrides)
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+  """cond32.pkl imported through the real CLI three ways (run concurrently): {name: workdir}."""
+  if not (REFERENCE / "cond32.pkl").exists():
+    if os.environ.get("CI"):
+      pytest.fail(f"{REFERENCE} is missing: CI must have shared/ beside the clone")
+    pytest.skip(f"{REFERENCE} is not here")
+  root = tmp_path_factory.mktemp("imports")
+  runs = {"const": ("--config.class_names=cifar10",), "none": ("--config.noise_mode=none",),
+          "psi07": ("--config.truncation_psi=0.7",)}
+  procs = {k: _cli(*_import_args(REFERENCE / "cond32.pkl", root / k, *v)) for k, v in runs.items()}
+  for k, p in procs.items():
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, f"import {k} failed:\n{err[-3000:]}"
+  return {k: root / k for k in runs}
+
+
+@pytest.mark.parametrize("run,image,ws", [("const", "img_const", "ws"), ("none", "img_none", "ws"),
+                                          ("psi07", "img_psi07_const", "ws_psi07")])
+def test_matches_nvidia_reference_through_the_cli(imported, run, image, ws):
+  ref = np.load(REFERENCE / "cond32_ref.npz")
+  gen, params = generators.load(str(imported[run] / "generator"))
+  z, y = jnp.asarray(ref["z"]), jnp.asarray(ref["labels"])
+  out = np.asarray(jax.jit(gen.apply)(params, z, y)).transpose(0, 3, 1, 2)  # NHWC -> NVIDIA's NCHW
+  expected = ref[image]
+  assert out.shape == expected.shape == (8, 3, 32, 32)
+  assert np.abs(out - expected).max() <= TOLERANCE * np.abs(expected).max()
+  assert np.abs(expected).max() > 5  # raw outputs, not clamped to [-1, 1] (the perturbed weights reach ~14)
+  mapped = np.asarray(stylegan2_ada.map_ws(gen, params, z, y))
+  assert np.abs(mapped - ref[ws]).max() <= TOLERANCE * np.abs(ref[ws]).max()
+
+
+def test_import_writes_spec_samples_and_class_names(imported):
+  spec = json.loads((imported["const"] / "generator" / "generator.json").read_text())
+  assert spec["kind"] == "stylegan2_ada" and spec["latent_dim"] == 64
+  assert spec["kwargs"]["truncation_psi"] == 1.0 and spec["kwargs"]["noise_mode"] == "const"
+  assert spec["kwargs"]["conv_clamp"] == 256 and spec["kwargs"]["architecture"] == "skip"
+  assert spec["class_names"][:2] == ["airplane", "automobile"] and len(spec["class_names"]) == 10
+  none = json.loads((imported["none"] / "generator" / "generator.json").read_text())
+  assert none["kwargs"]["noise_mode"] == "none" and none["class_names"][0] == "class_0"
+  from PIL import Image
+  grid = np.asarray(Image.open(imported["const"] / "samples.png"))
+  assert grid.shape[0] > 10 * 32 and grid.shape[1] > 8 * 32 and grid.std() > 10  # 10 rows of 8, not blank
+
+
+def test_truncation_cutoff_matches_reference():
+  ref = np.load(REFERENCE / "cond32_ref.npz")
+  config = configs.load("import_stylegan2ada", source="x", truncation_psi=0.5, truncation_cutoff=2)
+  gen, params = imp.build(*imp.convert(network_pickle.load(REFERENCE / "cond32.pkl")["G_ema"]), config)
+  mapped = np.asarray(stylegan2_ada.map_ws(gen, params, jnp.asarray(ref["z"]), jnp.asarray(ref["labels"])))
+  np.testing.assert_allclose(mapped, ref["ws_psi05_cut2"], atol=TOLERANCE * np.abs(ref["ws"]).max())
+  assert not np.allclose(mapped[:, 2:], ref["ws_psi07"][:, 2:])
+
+
+def _config(**overrides):
+  return configs.load("import_stylegan2ada", **{"source": "x", **overrides})
+
+
+def _import(path, workdir, **overrides):
+  imp.import_main(_config(source=str(path), **overrides), str(workdir))
+
+
+def test_hostile_global_is_refused_before_it_runs(tmp_path):
+  marker = tmp_path / "pwned"
+  evil = tmp_path / "evil.pkl"
+  cmd = f"touch {marker}".encode()
+  evil.write_bytes(b"\x80\x02cos\nsystem\nX" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R.")  # os.system(cmd)
+  with pytest.raises(UserError) as e:
+    _import(evil, tmp_path / "w")
+  assert "refusing to load global os.system" in str(e.value) and "\n" not in str(e.value)
+  assert not marker.exists() and not (tmp_path / "w").exists()
+  out = _cli(*_import_args(evil, tmp_path / "w2"))
+  _, err = out.communicate(timeout=300)
+  assert out.returncode == 1 and not marker.exists() and not (tmp_path / "w2").exists()
+  assert err.strip().splitlines()[-1].startswith("palmup import-generator: ") and "os.system" in err
+
+
+def test_module_src_is_never_executed(tmp_path, monkeypatch):
+  marker = tmp_path / "pwned"
+  src = f"open({str(marker)!r}, 'w').write('ran')\nclass Generator: pass\n"
+  g = npk.Persistent("Generator", {"_modules": {}, "_parameters": {}, "_buffers": {}}, module_src=src)
+  path = tmp_path / "src.pkl"
+  path.write_bytes(npk.dumps(npk.snapshot(g), monkeypatch))
+  data = network_pickle.load(path)
+  assert isinstance(data["G_ema"], network_pickle.Module) and not marker.exists()
+  assert "module_src" not in data["G_ema"].attrs
+  with pytest.raises(UserError, match="not a StyleGAN2-ADA Generator"):
+    _import(path, tmp_path / "w")
+  assert not marker.exists() and not (tmp_path / "w").exists()
+
+
+def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, monkeypatch):
+  tf_era = tmp_path / "tf.pkl"
+  tf_era.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01}q\x02b.")
+  text = tmp_path / "notes.pkl"
+  text.write_text("not a pickle at all")
+  truncated = tmp_path / "half.pkl"
+  truncated.write_bytes((REFERENCE / "cond32.pkl").read_bytes()[:1_000_000])
+  no_g_ema = tmp_path / "no_g_ema.pkl"
+  no_g_ema.write_bytes(npk.dumps({"G": npk.generator_state(), "D": None}, monkeypatch))
+  sg3_synthesis = npk.Persistent("SynthesisNetwork", {"_modules": {"input": npk.Persistent("SynthesisInput", {}),
+                                                                   "L0_36_512": npk.Persistent("SynthesisLayer", {})}})
+  sg3 = tmp_path / "sg3.pkl"
+  sg3.write_bytes(npk.dumps(npk.snapshot(npk.Persistent("Generator", {"_modules": {
+      "synthesis": sg3_synthesis, "mapping": npk.Persistent("MappingNetwork", {})}})), monkeypatch))
+  cases = {tmp_path / "missing.pkl": "no such file", text: "is not a pickle", truncated: "is truncated",
+           no_g_ema: "has no G_ema", sg3: "StyleGAN3", tf_era: "TensorFlow-era"}
+  for path, message in cases.items():
+    with pytest.raises(UserError, match=message) as e:
+      _import(path, tmp_path / "w")
+    assert str(path) in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not (tmp_path / "w").exists()
+
+
+def test_bad_config_values_are_named():
+  for key, value, valid in (("noise_mode", "random", "'const', 'none'"), ("truncation_psi", 1.5, "in \\[0"),
+                            ("dtype", "float16", "'float32', 'bfloat16'")):
+    with pytest.raises(UserError, match=f"config.{key}=.*invalid; valid: .*{valid}"):
+      imp.import_main(_config(**{key: value}), "unused")
+
+
+def _convert(monkeypatch, tmp_path, **shape):
+  """A generator of the given shape written as a real network pickle, read back and converted."""
+  path = tmp_path / "g.pkl"
+  path.write_bytes(npk.dumps(npk.snapshot(npk.generator_state(**shape)), monkeypatch, protocol=3))
+  return imp.convert(network_pickle.load(path)["G_ema"])
+
+
+@pytest.mark.parametrize("shape", [
+    dict(resolution=16, c_dim=3, architecture="resnet", channels=(32, 16, 8), mapping_layers=4),
+    dict(resolution=8, c_dim=0, architecture="skip", channels=(8, 8), conv_clamp=4.0, use_noise=False, w_avg=False),
+    dict(resolution=16, c_dim=5, architecture="orig", channels=(8, 8, 8), mapping_layers=1, z_dim=4, w_dim=12),
+])
+def test_other_shapes_convert_and_fused_equals_non_fused(monkeypatch, tmp_path, shape):
+  kwargs, params = _convert(monkeypatch, tmp_path, **shape)
+  gen, params = imp.build(kwargs, params, _config())
+  r = shape["resolution"]
+  assert gen.image_shape == (r, r, 3) and gen.num_classes == max(shape["c_dim"], 1)
+  assert kwargs["mapping_layers"] == shape.get("mapping_layers", 2) and kwargs["channels"] == list(shape["channels"])
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, gen.latent_dim))
+  y = jnp.arange(4) % gen.num_classes
+  out = gen.apply(params, z, y)
+  assert stylegan2_ada.map_ws(gen, params, z, y).shape == (4, stylegan2_ada.num_ws(r), kwargs["w_dim"])
+  fused = generators.make("stylegan2_ada", gen.latent_dim, {**_spec(gen), "fused_modconv": True})
+  np.testing.assert_allclose(fused.apply(params, z, y), out, rtol=1e-4, atol=1e-4 * float(jnp.abs(out).max()))
+  if shape["c_dim"]:
+    assert not np.allclose(gen.apply(params, z, (y + 1) % gen.num_classes), out)  # the class matters
+  with pytest.raises(UserError, match="truncation_psi") if not shape.get("w_avg", True) else _nothing():
+    imp.build(kwargs, params, _config(truncation_psi=0.7))
+
+
+def test_conv_clamp_bites(monkeypatch, tmp_path):
+  """'orig' decodes with the last ToRGB only, so a clamp of 0.3 bounds every pixel by 0.3 and is
+  reached; without the clamp the same weights go far past it."""
+  shape = dict(resolution=8, c_dim=2, architecture="orig", channels=(8, 8))
+  z = jax.random.normal(jax.random.PRNGKey(1), (6, 8))
+  outs = {}
+  for clamp in (0.3, None):
+    gen, params = imp.build(*_convert(monkeypatch, tmp_path, conv_clamp=clamp, **shape), _config())
+    outs[clamp] = np.asarray(gen.apply(params, z, jnp.arange(6) % 2))
+  assert np.abs(outs[0.3]).max() == pytest.approx(0.3) and np.mean(np.abs(outs[0.3]) == np.float32(0.3)) > 0.2
+  assert np.abs(outs[None]).max() > 1.0
+
+
+def test_bfloat16_is_close_to_float32():
+  gen, params = imp.build(*imp.convert(network_pickle.load(REFERENCE / "cond32.pkl")["G_ema"]), _config())
+  bf16 = generators.make("stylegan2_ada", gen.latent_dim, {**_spec(gen), "dtype": "bfloat16"})
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, gen.latent_dim))
+  a, b = gen.apply(params, z, jnp.arange(4)), bf16.apply(params, z, jnp.arange(4))
+  err = float(jnp.abs(a - b).max() / jnp.abs(a).max())
+  assert 0 < err < 0.05, err  # bfloat16 has 8 mantissa bits: about 1% of the scale, not exact
+
+
+def _spec(gen):
+  return generators._spec(gen)["kwargs"]
+
+
+class _nothing:
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
