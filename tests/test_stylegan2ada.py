@@ -216,3 +216,29 @@ class _nothing:
 
   def __exit__(self, *exc):
     return False
+
+
+def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tmp_path):
+  """configs/pretrain_cifar10_stylegan2ada.py unchanged but for its sizes, in the imported shared
+  pickle: the env, the fused loop (CIFAR ResNet-18, bfloat16), checkpoints and `palmup evaluate`."""
+  from palmup import evaluate, pretrain
+  config = configs.load("pretrain_cifar10_stylegan2ada", **{
+      "generator": str(imported["const"] / "generator"), "num_envs": 8, "replay.capacity": 8,
+      "replay.batch_size": 16, "learner.encoder.width": 4, "learner.head_hidden": 16, "learner.head_out": 8,
+      "learner.pair_offset": 1, "agent.hidden": 16, "agent.feature_dim": 8, "agent.seed_steps": 1, "apt.k": 4,
+      "train.steps": 4, "train.chunk_steps": 2, "train.checkpoint_every": 1, "log.strip_every": 1})
+  assert (config.learner.encoder.name, config.learner.encoder.stem, config.learner.dtype, config.obs_size) == (
+      "resnet18", "cifar", "bfloat16", 32)
+  run = tmp_path / "run"
+  pretrain.main(config, run)
+  rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+  assert rows[-1]["step"] == 4 and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+  from PIL import Image
+  strip = np.asarray(Image.open(sorted((run / "strips").glob("*.png"))[-1]))
+  assert strip.ndim == 3 and strip.shape[2] == 3 and strip.std() > 5  # RGB frames of the world, not blank
+  evaluate.main(configs.load("evaluate", **{
+      "encoders": str(run), "datasets": "digits", "probe.train_examples": 300, "probe.random_seeds": 1,
+      "probe.logistic.steps": 20, "probe.logistic.l2_grid": (1e-3,), "probe.ridge.l2_grid": (10.0,),
+      "probe.few_shot.shots": (1,), "probe.few_shot.seeds": 1}), tmp_path / "eval")
+  result = json.loads((tmp_path / "eval" / "evaluate.json").read_text())
+  assert "digits" in json.dumps(result)
