@@ -31,11 +31,13 @@ import learner_flops
 import pretrain_loop
 import replay_storage
 import scaling
+import stylegan2ada_forward
 
 # In run order: compile first, so it times the chunk's first compilation, which loop then reuses.
 BENCHMARKS = {"compile": compile_time, "env": env_throughput, "learner": learner_flops, "budget": learner_budget,
               "reward": apt_reward,
-              "loop": pretrain_loop, "replay": replay_storage, "scaling": scaling}
+              "loop": pretrain_loop, "replay": replay_storage, "stylegan2ada": stylegan2ada_forward,
+              "scaling": scaling}
 
 
 def _format(value) -> str:

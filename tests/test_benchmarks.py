@@ -23,6 +23,7 @@ FIGURES = {
     "reward": {"reward_over_distance_matmul"},
     "loop": {"loop_over_parts"},
     "replay": {"latents_over_pixels_bytes", "pixels_sample_over_gather", "latents_sample_over_decode"},
+    "stylegan2ada": {"fused_over_nonfused_seconds[tiny]", "nonfused_over_matmul_flops[tiny]"},
 }
 
 
@@ -72,3 +73,16 @@ def test_the_compile_counter_sees_a_changed_shape():
   with benchlib.Compilations() as changed:
     double(np.ones(4))
   assert len(first.events) == 1 and len(changed.events) == 1 and double._cache_size() == 2
+
+
+@pytest.mark.slow  # about 40 s; `make test-slow`
+def test_accelerator_check_runs_at_tiny_size_and_writes_its_figures(tmp_path):
+  """scripts/accelerator_check.sh's benchmark, at --tiny on this CPU: every figure written, finite."""
+  import accelerator_check
+  report = accelerator_check.run(tmp_path, True, **accelerator_check.TINY)
+  saved = json.loads((tmp_path / "accelerator_check.json").read_text())
+  assert saved["sizes"]["tiny"] and "| loop_over_learn |" in (tmp_path / "accelerator_check.md").read_text()
+  for key in ("env_frames_per_s", "loop_over_learn", "learner_over_matmul", "learn_gflop_per_step"):
+    assert math.isfinite(report[key]) and report[key] > 0, key
+  assert report["loop_step_s"] >= report["learn_step_s"] * 0.5  # a loop step contains a learner step
+  assert accelerator_check.nominal_peak("NVIDIA H200") == 989.0 and accelerator_check.nominal_peak("cpu") is None
