@@ -226,13 +226,13 @@ def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tm
       "generator": str(imported["const"] / "generator"), "num_envs": 8, "replay.capacity": 8,
       "replay.batch_size": 16, "learner.encoder.width": 4, "learner.head_hidden": 16, "learner.head_out": 8,
       "learner.pair_offset": 1, "agent.hidden": 16, "agent.feature_dim": 8, "agent.seed_steps": 1, "apt.k": 4,
-      "train.steps": 4, "train.chunk_steps": 2, "train.checkpoint_every": 1, "log.strip_every": 1})
+      "train.steps": 2, "train.chunk_steps": 2, "train.checkpoint_every": 1, "log.strip_every": 1})
   assert (config.learner.encoder.name, config.learner.encoder.stem, config.learner.dtype, config.obs_size) == (
       "resnet18", "cifar", "bfloat16", 32)
   run = tmp_path / "run"
   pretrain.main(config, run)
   rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-  assert rows[-1]["step"] == 4 and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+  assert rows[-1]["step"] == 2 and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
   from PIL import Image
   strip = np.asarray(Image.open(sorted((run / "strips").glob("*.png"))[-1]))
   assert strip.ndim == 3 and strip.shape[2] == 3 and strip.std() > 5  # RGB frames of the world, not blank
