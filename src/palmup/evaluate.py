@@ -3,9 +3,10 @@
     palmup evaluate --config configs/evaluate.py --workdir runs/evaluate --config.encoders=runs/pretrain
 
 For every dataset in config.datasets (built-in: fashion_mnist, mnist5k, digits; or any tfds dataset
-prepared in config.data_dir) and every encoder in config.encoders (pretrain workdirs or their
-`encoder/` directories, comma-separated), plus the same architecture at config.probe.random_seeds
-random initialisations and raw pixels (the floors; pixels: the same resized image, flattened):
+prepared in config.data_dir, e.g. cifar10 and cifar100: configs/evaluate_cifar.py) and every encoder
+in config.encoders (pretrain workdirs or their `encoder/` directories, comma-separated), plus the
+same architecture at config.probe.random_seeds random initialisations and raw pixels (the floors;
+pixels: the same resized image, flattened):
   logistic  linear probe, L2 picked on 10% held out (palmup.evaluators.linear_probe)
   ridge     closed-form ridge probe, the cross-check
   k-shot    ridge on k labelled images per class, mean over seeds (palmup.evaluators.few_shot)
@@ -50,10 +51,16 @@ def validate_probe(config, prefix: str):
     cc.require(len(values) > 0 and all(v > 0 for v in values), f"{prefix}.{key}", values, "a non-empty list of values > 0")
 
 
-def evaluate_encoder(features_fn, params, obs_shape, dataset: str, cfg, data_dir=None) -> dict:
+def load_splits(dataset: str, data_dir=None) -> tuple[datasets.ArrayDataset, datasets.ArrayDataset]:
+  """(train, test) of `dataset`, whole, in memory."""
+  return tuple(datasets.load(dataset, s, data_dir) for s in ("train", "test"))
+
+
+def evaluate_encoder(features_fn, params, obs_shape, dataset: str, cfg, data_dir=None, splits=None) -> dict:
   """Every probe of cfg on `dataset` (train subsampled to cfg.train_examples if > 0): the logistic
-  probe's fields, plus "ridge" (the ridge probe) and "few_shot" ({k: mean/std/per_seed})."""
-  train, test = (datasets.load(dataset, s, data_dir) for s in ("train", "test"))
+  probe's fields, plus "ridge" (the ridge probe) and "few_shot" ({k: mean/std/per_seed}).
+  `splits`: load_splits(dataset, data_dir) when the caller has it already (CIFAR takes seconds)."""
+  train, test = splits or load_splits(dataset, data_dir)
   idx = _train_subset(len(train), cfg)
   train_x = linear_probe.extract_features(features_fn, params, train.images[idx], obs_shape)
   test_x = linear_probe.extract_features(features_fn, params, test.images, obs_shape)
@@ -74,9 +81,9 @@ def pixel_features(params, obs) -> jax.Array:
   return transforms.to_float(obs).reshape(obs.shape[0], -1)
 
 
-def evaluate_pixels(obs_shape, dataset: str, cfg, data_dir=None) -> dict:
+def evaluate_pixels(obs_shape, dataset: str, cfg, data_dir=None, splits=None) -> dict:
   """evaluate_encoder's probes on raw pixels at obs_shape: no encoder, nothing trained."""
-  return evaluate_encoder(pixel_features, None, obs_shape, dataset, cfg, data_dir)
+  return evaluate_encoder(pixel_features, None, obs_shape, dataset, cfg, data_dir, splits)
 
 
 def _train_subset(n: int, cfg) -> np.ndarray:
@@ -91,19 +98,21 @@ def random_params(learner, obs_shape, seed: int):
 
 
 def compare_with_random(cfg, dataset: str, learner, params, obs_shape, data_dir=None,
-                        random_seeds: int | None = None, pixels: bool = True) -> dict:
+                        random_seeds: int | None = None, pixels: bool = True, splits=None) -> dict:
   """The probes on a trained learner's encoder, on the same encoder at `random_seeds` (default
   cfg.random_seeds) random initialisations, seeds 1000, 1001, ... (the floor varies by about a point),
-  and, when `pixels`, on raw pixels at obs_shape ("pixels"; None otherwise)."""
+  and, when `pixels`, on raw pixels at obs_shape ("pixels"; None otherwise). The dataset is loaded
+  once (or given as `splits`, as in evaluate_encoder)."""
   n = cfg.random_seeds if random_seeds is None else random_seeds
+  splits = splits or load_splits(dataset, data_dir)
   floors = [evaluate_encoder(learner.features, random_params(learner, obs_shape, 1000 + s), obs_shape, dataset,
-                             cfg, data_dir) for s in range(n)]
+                             cfg, data_dir, splits) for s in range(n)]
   accs = [f["test_accuracy"] for f in floors]
   return {"dataset": dataset, "train_examples": cfg.train_examples,
-          "pretrained": evaluate_encoder(learner.features, params, obs_shape, dataset, cfg, data_dir),
+          "pretrained": evaluate_encoder(learner.features, params, obs_shape, dataset, cfg, data_dir, splits),
           "random_init": floors, "random_init_mean": float(np.mean(accs)) if accs else None,
           "random_init_std": float(np.std(accs)) if accs else None,
-          "pixels": evaluate_pixels(obs_shape, dataset, cfg, data_dir) if pixels else None}
+          "pixels": evaluate_pixels(obs_shape, dataset, cfg, data_dir, splits) if pixels else None}
 
 
 def scores(result: dict) -> dict[str, float]:
@@ -201,7 +210,7 @@ def main(config, workdir):
     for path in (p.strip() for p in config.encoders.split(",") if p.strip()):
       d = encoder_dir(path)
       encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
-    splits = {name: tuple(datasets.load(name, s, config.data_dir) for s in ("train", "test"))
+    splits = {name: load_splits(name, config.data_dir)
               for name in (d.strip() for d in config.datasets.split(",") if d.strip())}
     workdir = wd.create(workdir)
   primary = sharding.is_primary()  # every process computes every probe (host-local, no collective); one writes
@@ -224,7 +233,8 @@ def main(config, workdir):
       arch = json.dumps([learner.config.encoder.to_dict(), list(obs_shape)], sort_keys=True)
       shape = tuple(obs_shape)
       result = compare_with_random(cfg, dataset, learner, params, obs_shape, config.data_dir,
-                                   0 if arch in archs else cfg.random_seeds, pixels=shape not in pixels)
+                                   0 if arch in archs else cfg.random_seeds, pixels=shape not in pixels,
+                                   splits=(train, test))
       archs.add(arch)
       result["fine_tune"] = tuned(learner, params, obs_shape)
       rows[dataset].append(_row(name, [result["pretrained"]], result["fine_tune"]))

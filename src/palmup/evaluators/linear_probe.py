@@ -36,8 +36,11 @@ def standardise(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float, steps: int):
   """Weights (W [D, K], b [K]) minimising mean cross-entropy + l2 * ||W||^2 (L-BFGS, `steps` iterations)."""
-  x, y = jnp.asarray(x), jnp.asarray(y)
+  return _fit_logistic(jnp.asarray(x), jnp.asarray(y), jnp.float32(l2), num_classes, steps)
 
+
+@functools.partial(jax.jit, static_argnums=(3, 4))  # one compile per shape, not one per call
+def _fit_logistic(x, y, l2, num_classes: int, steps: int):
   def loss(p):
     logits = x @ p[0] + p[1]
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean() + l2 * jnp.sum(jnp.square(p[0]))
@@ -52,7 +55,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float, step
     return (optax.apply_updates(params, updates), state), None
 
   params = (jnp.zeros((x.shape[1], num_classes)), jnp.zeros(num_classes))
-  (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))((params, opt.init(params)))
+  (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
   return params
 
 
