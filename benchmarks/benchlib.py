@@ -113,10 +113,10 @@ class Pretrain:
 def load_env(config: str, overrides: tuple[tuple[str, object], ...] = ()):
   """(config, LatentEnv) for a config name (configs/<name>.py) or path with (key, value) overrides, validated."""
   from palmup import configs, generators, pretrain
-  from palmup.env import LatentEnv
+  from palmup.env import make_env
   config = configs.load(config, **dict(overrides))
   pretrain.validate(config)
-  return config, LatentEnv(*generators.load(config.generator), obs_size=config.obs_size)
+  return config, make_env(*generators.load(config.generator), config.obs_size, config.latent_space)
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,6 +23,7 @@ def get_config():
   c.seed = 0
   c.generator = "builtin:fashion_mnist_32"
   c.obs_size = 32
+  c.latent_space = "z"  # the latent the dynamics act on: "z" (the paper) or "w" (stylegan2_ada generators' W space)
   c.num_envs = 64
   c.explorer = "apt"  # apt | novelty | random | static
   c.static_source = "generator"  # explorer=static only: "generator" (GenRep-style) or a dataset (SimCLR on real images)

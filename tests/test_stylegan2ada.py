@@ -242,3 +242,67 @@ def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tm
       "probe.few_shot.shots": (1,), "probe.few_shot.seeds": 1}), tmp_path / "eval")
   result = json.loads((tmp_path / "eval" / "evaluate.json").read_text())
   assert "digits" in json.dumps(result)
+
+
+def test_w_space_splits_apply_exactly_and_the_env_plays_in_it():
+  """apply = synthesize o map (truncation included); an env with latent_space='w' has w-sized
+  latents and actions, and at ema 0 with no action a step decodes the mapping of a fresh z of the
+  episode's class, i.e. exactly gen.apply of that z."""
+  from palmup.env import EnvParams, make_env
+  gen, params = imp.build(*imp.convert(network_pickle.load(REFERENCE / "cond32.pkl")["G_ema"]),
+                          _config(truncation_psi=0.7))
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, gen.latent_dim))
+  y = jnp.array([0, 4, 9])
+  np.testing.assert_allclose(gen.synthesize(params, gen.map(params, z, y)), gen.apply(params, z, y), atol=1e-5)
+  env = make_env(gen, params, 32, "w")
+  assert env.latent_dim == gen.w_dim == 64
+  key = jax.random.PRNGKey(3)
+  obs, state = env.reset(key, EnvParams())
+  assert obs.shape == (32, 32, 3) and state.z.shape == (64,)
+  fresh = EnvParams(ema=0.0, action_weight=0.0)
+  obs2, state2, *_ = env.step(key, state, jnp.zeros(64), fresh)
+  z_fresh = jax.random.normal(jax.random.split(key, 3)[0], (gen.latent_dim,))
+  from palmup.data import transforms
+  expected = transforms.to_uint8(gen.apply(params, z_fresh[None], state.label[None]))[0]
+  assert np.abs(np.asarray(obs2, np.int32) - np.asarray(expected, np.int32)).max() <= 1
+  centre = env.decode(jnp.zeros(64), state.label)  # latent 0 in W is w_avg: the mean image
+  assert not np.array_equal(centre, obs2)
+
+
+def test_w_space_is_refused_where_there_is_none(tiny_gen):
+  from palmup.env import make_env
+  with pytest.raises(UserError, match=r"config.latent_space='w' is invalid; valid: 'z' \(the stylegan generator has no W space"):
+    make_env(*tiny_gen, 8, "w")
+  with pytest.raises(UserError, match=r"config.latent_space='x' is invalid; valid: 'z' or 'w'"):
+    make_env(*tiny_gen, 8, "x")
+
+
+def test_tiny_pretrain_in_w_space_of_the_imported_world(imported, tmp_path):
+  from palmup import pretrain
+  config = configs.load("pretrain_tiny", **{"generator": str(imported["const"] / "generator"), "latent_space": "w",
+                                            "log.judge": "", "train.steps": 3})
+  pretrain.main(config, tmp_path / "run")
+  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert rows[-1]["step"] == 3 and (tmp_path / "run" / "encoder").exists()
+
+
+def test_a_pickle_without_the_optional_attributes_converts_the_same(monkeypatch, tmp_path):
+  """Gains, activations, paddings, block lists and flags that an older networks.py might not store
+  are taken from the port's formulas: the same params and outputs as with them."""
+  optional = {"padding", "act_gain", "up", "use_noise", "block_resolutions", "in_channels", "weight_gain",
+              "bias_gain", "activation", "architecture", "num_layers"}
+
+  def strip(p):
+    p.meta["state"] = {k: v for k, v in p.meta["state"].items() if k not in optional}
+    for child in p.meta["state"]["_modules"].values():
+      strip(child)
+    return p
+
+  shape = dict(resolution=8, c_dim=2, channels=(8, 8), conv_clamp=2.0)
+  full, bare = tmp_path / "full.pkl", tmp_path / "bare.pkl"
+  full.write_bytes(npk.dumps(npk.snapshot(npk.generator_state(**shape)), monkeypatch))
+  bare.write_bytes(npk.dumps(npk.snapshot(strip(npk.generator_state(**shape))), monkeypatch))
+  assert "padding" not in network_pickle.load(bare)["G_ema"].path("synthesis.b8.conv0").attrs
+  (kw_full, p_full), (kw_bare, p_bare) = (imp.convert(network_pickle.load(f)["G_ema"]) for f in (full, bare))
+  assert kw_full == kw_bare
+  jax.tree.map(np.testing.assert_array_equal, p_full, p_bare)

@@ -33,8 +33,9 @@ class NoveltyPlanner:
     k_action, k_noise = jax.random.split(key)
     n, d, c = state.z.shape[0], state.z.shape[-1], self.config.candidates
     actions = jax.random.uniform(k_action, (c, n, d), minval=-1.0, maxval=1.0)
-    z = latent_transition(state.z[None], actions, jax.random.normal(k_noise, (c, n, d)), self.params)
-    frames = self.env.decode(z, jnp.broadcast_to(state.label, (c, n)))  # [C, N, H, W, ch]
+    labels = jnp.broadcast_to(state.label, (c, n))
+    z = latent_transition(state.z[None], actions, self.env.fresh_latents(k_noise, labels), self.params)
+    frames = self.env.decode(z, labels)  # [C, N, H, W, ch]
     novelty = kth_distance(features(frames.reshape((c * n,) + frames.shape[2:])).reshape(c, n, -1), reference,
                            self.config.k)  # [C, N]
     return jnp.take_along_axis(actions, jnp.argmax(novelty, axis=0)[None, :, None], axis=0)[0]

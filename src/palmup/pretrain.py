@@ -48,7 +48,7 @@ from etils import epath
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
 from palmup.errors import UserError
-from palmup.env import EnvState, LatentEnv, params_from_config
+from palmup.env import LATENT_SPACES, EnvState, LatentEnv, make_env, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder
@@ -99,6 +99,7 @@ def validate(config):
               "learner.lr", "agent.lr", "obs_size"):
     cc.positive(config, key)
   cc.one_of(config, "train.restart", (False, True))
+  cc.one_of(config, "latent_space", LATENT_SPACES)
   cc.in_range(config, "agent.discount", 0, 1)
   cc.in_range(config, "agent.tau", 0, 1)
   cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
@@ -325,8 +326,8 @@ def _make(config, env: LatentEnv, mesh):
     """B i.i.d. observations -> (obs uint8 [B, 1, H, W, C], labels [B], env statistics)."""
     kz, ky = jax.random.split(key)
     if source is None:
-      z = env_params.noise_scale * jax.random.normal(kz, (batch, env.latent_dim))
       labels = jax.random.randint(ky, (batch,), 0, env.num_classes)
+      z = env_params.noise_scale * env.fresh_latents(kz, labels)
       return env.decode(z, labels)[:, None], labels, env_stats(z, labels)
     idx = jax.random.randint(kz, (batch,), 0, len(source))
     labels = source_labels[idx]
@@ -480,7 +481,7 @@ def main(config, workdir):
     workdir = wd.create(workdir)
     mesh = sharding.make_mesh()
     gen, gen_params = generators.load(config.generator)
-    env = LatentEnv(gen, gen_params, obs_size=config.obs_size)
+    env = make_env(gen, gen_params, config.obs_size, config.latent_space)
     init, chunk, shardings = jit_pretrain(config, env, mesh)
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps

@@ -8,6 +8,7 @@
 gymnax-shaped and pure: jit and vmap are the caller's (vmap over keys/states/actions for many envs,
 and over EnvParams fields for a sweep). The dynamics are `latent_transition`, in one place.
 """
-from palmup.env.latent_env import EnvParams, EnvState, LatentEnv, latent_transition, params_from_config
+from palmup.env.latent_env import (LATENT_SPACES, EnvParams, EnvState, LatentEnv, latent_transition, make_env,
+                                   params_from_config)
 
-__all__ = ["EnvParams", "EnvState", "LatentEnv", "latent_transition", "params_from_config"]
+__all__ = ["LATENT_SPACES", "EnvParams", "EnvState", "LatentEnv", "latent_transition", "make_env", "params_from_config"]

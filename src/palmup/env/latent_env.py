@@ -71,12 +71,28 @@ def params_from_config(config, key: str = "env") -> EnvParams:
   return EnvParams(**dict(given))
 
 
+LATENT_SPACES = ("z", "w")
+
+
+def make_env(generator: Generator, generator_params, obs_size: int, latent_space: str = "z") -> "LatentEnv":
+  """A LatentEnv after checking `latent_space` against the generator (config key `latent_space`)."""
+  cc.require(latent_space in LATENT_SPACES, "latent_space", latent_space, "'z' or 'w'")
+  cc.require(latent_space == "z" or generator.w_dim is not None, "latent_space", latent_space,
+             f"'z' (the {generator.kind} generator has no W space; stylegan2_ada generators have one)")
+  return LatentEnv(generator, generator_params, obs_size, latent_space)
+
+
 class LatentEnv(flax.struct.PyTreeNode):
   """A frozen generator as a world. A pytree: pass it through jit (its params are then arguments,
   not constants baked into the program). `obs_size` and the generator are static.
 
   Observations: uint8 [obs_size, obs_size, C] (C = the generator's channels).
-  Actions: float [latent_dim] in [-1, 1] (clipped). Reward: always 0 (explorers add their own).
+  latent_space: "z" (the generator's input; the paper's setting) or "w" (its mapping network's
+  output, stylegan2_ada only): the dynamics act on that latent, and the fresh latent mixed in each
+  step is a N(0, I) z, or in W the mapping of a N(0, I) z for the episode's class. In W the latent
+  is w - w_avg: its origin is the average w, so the EMA's shrinking pulls towards the mean image
+  (as truncation does) rather than towards w = 0, which no z maps to.
+  Actions: float [latent_dim] in [-1, 1] (clipped; latent_dim = z's or w's size). Reward: always 0 (explorers add their own).
   Auto-reset: when an episode is truncated, the returned obs and state are the first of the next
   episode (the last latent of the ended episode is never decoded, so each step decodes once).
   info: {"episode": the episode counter of the returned obs, "t": its step within the episode,
@@ -86,10 +102,11 @@ class LatentEnv(flax.struct.PyTreeNode):
   generator: Generator = flax.struct.field(pytree_node=False)
   generator_params: Any
   obs_size: int = flax.struct.field(pytree_node=False, default=32)
+  latent_space: str = flax.struct.field(pytree_node=False, default="z")
 
   @property
   def latent_dim(self) -> int:
-    return self.generator.latent_dim
+    return self.generator.w_dim if self.latent_space == "w" else self.generator.latent_dim
 
   @property
   def num_classes(self) -> int:
@@ -103,16 +120,30 @@ class LatentEnv(flax.struct.PyTreeNode):
     return -1.0, 1.0
 
   def decode(self, z: jax.Array, label: jax.Array) -> jax.Array:
-    """z[..., d], label[...] -> uint8 observations [..., obs_size, obs_size, C]."""
+    """z[..., d] (a latent of latent_space), label[...] -> uint8 observations [..., obs_size, obs_size, C]."""
     batch = z.shape[:-1]
-    images = self.generator.apply(self.generator_params, z.reshape(-1, z.shape[-1]), label.reshape(-1))
+    z, label = z.reshape(-1, z.shape[-1]), label.reshape(-1)
+    if self.latent_space == "w":
+      images = self.generator.synthesize(self.generator_params, z + self.generator.w_avg(self.generator_params))
+    else:
+      images = self.generator.apply(self.generator_params, z, label)
     obs = transforms.to_uint8(transforms.resize(images, self.obs_size))
     return obs.reshape(batch + obs.shape[1:])
 
+  def fresh_latents(self, key, labels: jax.Array) -> jax.Array:
+    """Fresh latents [*labels.shape, latent_dim]: z ~ N(0, I), or in W the mappings of such z for
+    `labels`, minus w_avg."""
+    z = jax.random.normal(key, labels.shape + (self.generator.latent_dim,))
+    if self.latent_space == "z":
+      return z
+    g, p = self.generator, self.generator_params
+    w = g.map(p, z.reshape(-1, z.shape[-1]), labels.reshape(-1)) - g.w_avg(p)
+    return w.reshape(labels.shape + w.shape[-1:])
+
   def _initial(self, key, params: EnvParams, episode) -> EnvState:
     kz, ky = jax.random.split(key)
-    z = params.noise_scale * jax.random.normal(kz, (self.latent_dim,))
     label = jax.random.randint(ky, (), 0, self.num_classes)
+    z = params.noise_scale * self.fresh_latents(kz, label)
     return EnvState(z, label, jnp.zeros((), jnp.int32), jnp.asarray(episode, jnp.int32))
 
   def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
@@ -122,9 +153,9 @@ class LatentEnv(flax.struct.PyTreeNode):
   def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
     """-> (obs, state, reward, terminated, truncated, info); one decode per call."""
     k_noise, k_label, k_reset = jax.random.split(key, 3)
-    z = latent_transition(state.z, action, jax.random.normal(k_noise, state.z.shape), params)
     label = jnp.where(params.resample_class_each_step,
                       jax.random.randint(k_label, (), 0, self.num_classes), state.label)
+    z = latent_transition(state.z, action, self.fresh_latents(k_noise, label), params)
     t = state.t + 1
     truncated = t >= params.episode_length
     fresh = self._initial(k_reset, params, state.episode + 1)

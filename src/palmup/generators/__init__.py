@@ -40,6 +40,23 @@ class Generator:
     """z[B, latent_dim], y[B] int32 -> images float32 [B, H, W, C] in [-1, 1]."""
     return self.module.apply({"params": params}, z, y)
 
+  @property
+  def w_dim(self) -> int | None:
+    """Size of the generator's W space (its mapping network's output), None when it has none."""
+    return self.module.w_dim if hasattr(self.module, "map_w") else None
+
+  def map(self, params, z: jax.Array, y: jax.Array) -> jax.Array:
+    """z[B, latent_dim], y[B] -> w[B, w_dim], the W-space latent (untruncated)."""
+    return self.module.apply({"params": params}, z, y, method="map_w")
+
+  def w_avg(self, params) -> jax.Array:
+    """The W space's centre [w_dim]: the average w of the generator's training."""
+    return self.module.apply({"params": params}, method="w_avg")
+
+  def synthesize(self, params, w: jax.Array) -> jax.Array:
+    """w[B, w_dim] -> images [B, H, W, C]: apply(params, z, y) == synthesize(params, map(params, z, y))."""
+    return self.module.apply({"params": params}, w, method="synthesize_w")
+
   def init(self, key: jax.Array):
     """Fresh (untrained) parameters."""
     z = jnp.zeros((1, self.latent_dim))

@@ -6,7 +6,7 @@ moved from NCHW to NHWC: float32 [B, R, R, C], unclamped (roughly [-1, 1]; the e
 conversion clips). The truncation and noise settings are fields of the module, fixed at import.
 
 Forward pass, term by term:
-- mapping: x = [n(z) ; n(embed(one_hot(y)))] with n(v) = v / sqrt(mean(v^2) + 1e-8) (a part is
+- mapping (`map_w`, the W space): x = [n(z) ; n(embed(one_hot(y)))] with n(v) = v / sqrt(mean(v^2) + 1e-8) (a part is
   absent when z_dim or c_dim is 0), then `mapping_layers` fully connected layers with learning-rate
   multiplier `mapping_lr` (weight * lr / sqrt(fan_in), bias * lr) and lrelu(0.2) * sqrt(2); the
   embedding is linear with lr 1. w is repeated to num_ws rows and pulled towards w_avg:
@@ -134,17 +134,14 @@ class FullyConnected(nn.Module):
 
 
 class Mapping(nn.Module):
-  """(z[B, z_dim], y[B] int) -> ws[B, num_ws, w_dim], truncated."""
+  """(z[B, z_dim], y[B] int) -> w[B, w_dim], untruncated; holds w_avg (see `truncate`)."""
   z_dim: int
   c_dim: int
   w_dim: int
-  num_ws: int
   num_layers: int
   embed_features: int
   layer_features: int
   lr_multiplier: float
-  truncation_psi: float
-  truncation_cutoff: int | None
 
   @nn.compact
   def __call__(self, z, y):
@@ -156,13 +153,18 @@ class Mapping(nn.Module):
     for i in range(self.num_layers):
       features = self.w_dim if i == self.num_layers - 1 else self.layer_features
       x = FullyConnected(features, self.lr_multiplier, lrelu=True, name=f"fc{i}")(x)
-    w_avg = self.param("w_avg", nn.initializers.zeros, (self.w_dim,))
-    ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-    if self.truncation_psi != 1:
-      cut = self.num_ws if self.truncation_cutoff is None else self.truncation_cutoff
-      rows = jnp.arange(self.num_ws)[None, :, None] < cut
-      ws = jnp.where(rows, w_avg + self.truncation_psi * (ws - w_avg), ws)
+    self.param("w_avg", nn.initializers.zeros, (self.w_dim,))
+    return x
+
+
+def truncate(w, w_avg, num_ws: int, psi: float, cutoff: int | None):
+  """w[B, w_dim] -> ws[B, num_ws, w_dim]: w repeated, its first `cutoff` rows (all when None)
+  pulled towards w_avg: w_avg + psi (w - w_avg)."""
+  ws = jnp.broadcast_to(w[:, None, :], (w.shape[0], num_ws, w.shape[-1]))
+  if psi == 1:
     return ws
+  rows = jnp.arange(num_ws)[None, :, None] < (num_ws if cutoff is None else cutoff)
+  return jnp.where(rows, w_avg + psi * (ws - w_avg), ws)
 
 
 class SynthesisLayer(nn.Module):
@@ -321,10 +323,8 @@ class StyleGAN2ADA(nn.Module):
 
   def setup(self):
     self.validate()
-    self.mapping = Mapping(self.z_dim, self.c_dim, self.w_dim, num_ws(self.resolution),
-                           self.mapping_layers, self.embed_features or self.w_dim,
-                           self.layer_features or self.w_dim, self.mapping_lr, self.truncation_psi,
-                           self.truncation_cutoff)
+    self.mapping = Mapping(self.z_dim, self.c_dim, self.w_dim, self.mapping_layers, self.embed_features or self.w_dim,
+                           self.layer_features or self.w_dim, self.mapping_lr)
     self.synthesis = Synthesis(self.resolution, self.img_channels, tuple(self.channels), self.architecture,
                                self.use_noise, self.noise_mode, self.conv_clamp, self.dtype, self.fused_modconv)
 
@@ -345,10 +345,26 @@ class StyleGAN2ADA(nn.Module):
       if not ok:
         raise ValueError(f"stylegan2_ada: {field}={getattr(self, field)!r} is unsupported; valid: {valid}")
 
+  def map_w(self, z, y):
+    """z[B, z_dim], y[B] -> w[B, w_dim] (untruncated): the W space."""
+    return self.mapping(z, y)
+
+  def w_avg(self):
+    """The average w [w_dim] NVIDIA tracked in training (zeros for a pickle without one)."""
+    return self.mapping.variables["params"]["w_avg"]
+
+  def ws(self, w):
+    """w[B, w_dim] -> the truncated ws[B, num_ws, w_dim] the synthesis reads."""
+    return truncate(w, self.w_avg(), num_ws(self.resolution), self.truncation_psi, self.truncation_cutoff)
+
+  def synthesize_w(self, w):
+    """w[B, w_dim] -> images [B, R, R, C]: truncation, then synthesis."""
+    return self.synthesis(self.ws(w))
+
   def __call__(self, z, y):
-    return self.synthesis(self.mapping(z, y))
+    return self.synthesize_w(self.map_w(z, y))
 
 
 def map_ws(gen, params, z, y):
-  """The mapped (and truncated) ws[B, num_ws, w_dim] of a stylegan2_ada Generator."""
-  return gen.module.apply({"params": params}, z, y, method=lambda m, z, y: m.mapping(z, y))
+  """The mapped, truncated ws[B, num_ws, w_dim] of a stylegan2_ada Generator (NVIDIA's G.mapping)."""
+  return gen.module.apply({"params": params}, z, y, method=lambda m, z, y: m.ws(m.map_w(z, y)))

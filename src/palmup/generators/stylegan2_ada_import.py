@@ -4,9 +4,10 @@
         --workdir runs/cifar10_world [--config.truncation_psi=0.7] [--config.noise_mode=none]
 
 The pickle is read as data (palmup.generators.network_pickle: no torch, no code from the file). The
-architecture comes from the modules' own attributes (block resolutions, widths, mapping depth,
-learning-rate multiplier, conv_clamp, architecture, noise); every attribute the port relies on is
-checked against the formula the port uses, and anything else is refused with one line.
+architecture comes from the modules' attributes and parameter shapes (block resolutions, widths,
+mapping depth, learning-rate multiplier, conv_clamp, architecture, noise buffers); every stored gain,
+activation and upsampling factor the port relies on is checked against the port's formula (one
+missing is taken as the formula), and anything else is refused with one line.
 """
 from __future__ import annotations
 
@@ -36,14 +37,16 @@ def _require(ok: bool, what: str):
     raise Unsupported(what)
 
 
-def _close(a, b) -> bool:
-  return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-6)
+def _close(stored, expected) -> bool:
+  """A stored gain equals the port's formula; an attribute the pickle lacks is taken as the formula
+  (older networks.py versions may not store every one)."""
+  return stored is None or math.isclose(float(stored), float(expected), rel_tol=1e-6)
 
 
 def _fc(m: Module, name: str, lr: float, lrelu: bool) -> dict[str, np.ndarray]:
   """A FullyConnectedLayer's params (weight [in, out]) after checking its gains and activation."""
   w, b = m.parameters["weight"], m.parameters["bias"]
-  _require(m.attrs.get("activation") == ("lrelu" if lrelu else "linear"),
+  _require(m.attrs.get("activation", "lrelu" if lrelu else "linear") == ("lrelu" if lrelu else "linear"),
            f"{name} has activation {m.attrs.get('activation')!r}, the port supports "
            f"{'lrelu' if lrelu else 'linear'} there")
   _require(_close(m.attrs.get("weight_gain"), lr / math.sqrt(w.shape[1])) and _close(m.attrs.get("bias_gain"), lr),
@@ -55,11 +58,11 @@ def _fc(m: Module, name: str, lr: float, lrelu: bool) -> dict[str, np.ndarray]:
 def _layer(m: Module, name: str, up: int, conv_clamp, use_noise: bool) -> dict[str, np.ndarray]:
   """A SynthesisLayer's params (weight [3, 3, in, out])."""
   w = m.parameters["weight"]
-  _require(w.shape[2:] == (3, 3) and m.attrs.get("padding") == 1, f"{name} has a {w.shape[2:]} kernel; the port supports 3x3")
-  _require(m.attrs.get("up", 1) == up, f"{name} upsamples by {m.attrs.get('up')}, expected {up}")
-  _require(m.attrs.get("activation") == "lrelu" and _close(m.attrs.get("act_gain"), math.sqrt(2)),
+  _require(w.shape[2:] == (3, 3) and m.attrs.get("padding", 1) == 1, f"{name} has a {w.shape[2:]} kernel; the port supports 3x3")
+  _require(m.attrs.get("up", up) == up, f"{name} upsamples by {m.attrs.get('up')}, expected {up}")
+  _require(m.attrs.get("activation", "lrelu") == "lrelu" and _close(m.attrs.get("act_gain"), math.sqrt(2)),
            f"{name} has activation {m.attrs.get('activation')!r} with gain {m.attrs.get('act_gain')}; the port supports lrelu")
-  _require(m.attrs.get("conv_clamp") == conv_clamp and bool(m.attrs.get("use_noise")) == use_noise,
+  _require(m.attrs.get("conv_clamp") == conv_clamp and ("noise_const" in m.buffers) == use_noise,
            f"{name} has conv_clamp {m.attrs.get('conv_clamp')} / use_noise {m.attrs.get('use_noise')}, "
            f"unlike the rest of the network ({conv_clamp} / {use_noise})")
   out = {"affine": _fc(m.modules["affine"], f"{name}.affine", 1.0, False),
@@ -90,11 +93,11 @@ def convert(g: Module) -> tuple[dict[str, Any], dict]:
            "a StyleGAN3 generator (SynthesisInput and L* layers); palmup supports StyleGAN2-ADA only")
   a = g.attrs
   z_dim, c_dim, w_dim, res, img_channels = (int(a[k]) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"))
-  resolutions = [int(r) for r in synthesis.attrs["block_resolutions"]]
+  resolutions = [int(r) for r in synthesis.attrs.get("block_resolutions", [])] or [2 ** i for i in range(2, int(math.log2(res)) + 1)]
   _require(resolutions == [2 ** i for i in range(2, int(math.log2(res)) + 1)], f"block resolutions {resolutions}")
 
-  num_layers = int(mapping.attrs["num_layers"])
-  lr = float(mapping.modules["fc0"].attrs["bias_gain"])
+  num_layers = sum(1 for k in mapping.modules if k.startswith("fc"))
+  lr = float(mapping.modules["fc0"].attrs.get("bias_gain", mapping.attrs.get("_init_kwargs", {}).get("lr_multiplier", 0.01)))
   mp = {f"fc{i}": _fc(mapping.modules[f"fc{i}"], f"mapping.fc{i}", lr, True) for i in range(num_layers)}
   if c_dim:
     mp["embed"] = _fc(mapping.modules["embed"], "mapping.embed", 1.0, False)
@@ -108,16 +111,16 @@ def convert(g: Module) -> tuple[dict[str, Any], dict]:
   first = synthesis.modules[f"b{resolutions[0]}"]
   architecture = first.attrs.get("architecture", "skip")
   conv_clamp = first.modules["conv1"].attrs.get("conv_clamp")
-  use_noise = bool(first.modules["conv1"].attrs.get("use_noise", True))
+  use_noise = "noise_const" in first.modules["conv1"].buffers
   _require(architecture in stylegan2_ada.ARCHITECTURES,
            f"architecture {architecture!r}; the port supports {', '.join(stylegan2_ada.ARCHITECTURES)}")
   sp, channels = {}, []
   for r in resolutions:
     b, name = synthesis.modules[f"b{r}"], f"synthesis.b{r}"
-    _require(b.attrs.get("architecture") == architecture, f"{name} has architecture {b.attrs.get('architecture')!r}, unlike b{resolutions[0]}")
+    _require(b.attrs.get("architecture", architecture) == architecture, f"{name} has architecture {b.attrs.get('architecture')!r}, unlike b{resolutions[0]}")
     bp = {"resample_filter": b.buffers["resample_filter"],
           "conv1": _layer(b.modules["conv1"], f"{name}.conv1", 1, conv_clamp, use_noise)}
-    if int(b.attrs["in_channels"]) == 0:
+    if "const" in b.parameters:  # the first block (in_channels 0)
       bp["const"] = b.parameters["const"].transpose(1, 2, 0)
     else:
       bp["conv0"] = _layer(b.modules["conv0"], f"{name}.conv0", 2, conv_clamp, use_noise)
@@ -125,7 +128,7 @@ def convert(g: Module) -> tuple[dict[str, Any], dict]:
       bp["torgb"] = _torgb(b.modules["torgb"], f"{name}.torgb", conv_clamp)
     if architecture == "resnet" and "skip" in b.modules:
       skip = b.modules["skip"]
-      _require(skip.attrs.get("up") == 2 and skip.attrs.get("conv_clamp") is None and skip.parameters.get("bias") is None,
+      _require(skip.attrs.get("up", 2) == 2 and skip.attrs.get("conv_clamp") is None and skip.parameters.get("bias") is None,
                f"{name}.skip is not a bias-free, unclamped 1x1 up-2 conv")
       bp["skip"] = skip.parameters["weight"].transpose(2, 3, 1, 0)
     sp[f"b{r}"] = bp
