@@ -31,12 +31,14 @@ import learner_flops
 import pretrain_loop
 import replay_storage
 import scaling
+import step_flops
 import stylegan2ada_forward
 
 # In run order: compile first, so it times the chunk's first compilation, which loop then reuses.
 BENCHMARKS = {"compile": compile_time, "env": env_throughput, "learner": learner_flops, "budget": learner_budget,
               "reward": apt_reward,
               "loop": pretrain_loop, "replay": replay_storage, "stylegan2ada": stylegan2ada_forward,
+              "flops": step_flops,
               "scaling": scaling}
 
 

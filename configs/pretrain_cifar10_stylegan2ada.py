@@ -2,15 +2,15 @@
 
     # once, on a host with the pickle (fetched by you; palmup never downloads it):
     palmup import-generator --config configs/import_stylegan2ada.py --workdir runs/cifar10_world \
-        --config.source=cifar10.pkl --config.class_names=cifar10
+        --config.source=cifar10.pkl --config.class_names=cifar10 --config.dtype=bfloat16
     # on every host of the pod (palmup launch writes the commands):
     palmup pretrain --config configs/pretrain_cifar10_stylegan2ada.py --workdir gs://BUCKET/runs/palm_cifar10
     # then the transfer probes (tfds cifar10 / cifar100 prepared offline, see README):
     palmup evaluate --config configs/evaluate_cifar.py --workdir runs/eval_cifar --config.encoders=gs://BUCKET/runs/palm_cifar10
 
-The world: z 512 (the action has the same size), 10 class prompts, 32x32 RGB decoded at about
-13 GFLOP an image in float32 (the synthesis convs run in bfloat16 when the generator was imported with
---config.dtype=bfloat16). Observations are the generator's own 32x32 frames. Sized for an 8-GPU or
+The world: z 512 (the action has the same size), 10 class prompts, 32x32 RGB decoded at 7.7 GFLOP
+an image (XLA's count; the synthesis convs run in bfloat16 when the generator was imported with
+--config.dtype=bfloat16, at 0.3% of the outputs' scale from float32). Observations are the generator's own 32x32 frames. Sized for an 8-GPU or
 TPU v4-32 class machine; a test compiles and runs it for a few steps at tiny scale on CPU with the
 shared reference pickle. num_envs and replay.batch_size must be multiples of the device count.
 Values the paper does not state (FACTS: only its abstract and introduction could be read) are
@@ -24,7 +24,9 @@ def get_config():
   c = runpy.run_path(str(Path(__file__).with_name("pretrain_fashion_mnist.py")))["get_config"]()
   c.generator = "runs/cifar10_world/generator"  # `palmup import-generator` output of cifar10.pkl
   c.obs_size = 32  # the generator's resolution: no resize
-  c.num_envs = 4096  # unknown: "thousands of envs"; 512 per device on 8 devices
+  # unknown: "thousands of envs"; 512 per device on 8 devices. The decode is then 69% of a step's
+  # 45.5 TFLOP (benchmarks/step_flops.py); num_envs=1024 makes a step 19 TFLOP.
+  c.num_envs = 4096
   # unknown: the paper's EMA and mixing weight; palmup's main config. StyleGAN2-ADA normalises z, so
   # the EMA's shrinking of the latent norm does not change the images (only z's direction matters).
   c.env.update(ema=0.7, action_weight=0.5, episode_length=64)
