@@ -159,8 +159,8 @@ def compiled_parts(setup: Pretrain):
       "add": lambda: ((state, action()), sh.buffer),
       "env_step": lambda: ((state, action(), key), (sh.env_state, sh.obs)),
       "sample": lambda: ((state.buffer, key), split),
-      "learn": lambda: ((state.learner, seq(), key), (sh.learner, rep, rep)),
-      "agent_update": lambda: ((state.agent, state.learner.params, seq(), key, state.step), (sh.agent, rep)),
+      "learn": lambda: ((state.learner, seq(), key), (sh.learner, rep, rep, split)),
+      "agent_update": lambda: ((state.agent, state.learner.params, seq(), key, state.step, encoded()), (sh.agent, rep)),
   }
 
   @functools.cache
@@ -170,6 +170,7 @@ def compiled_parts(setup: Pretrain):
 
   action = functools.cache(lambda: compiled("act")())
   seq = functools.cache(lambda: compiled("sample")())
+  encoded = functools.cache(lambda: compiled("learn")()[3])  # the frames the learner encoded
   return compiled
 
 

@@ -54,7 +54,8 @@ def part_costs(setup: benchlib.Pretrain) -> dict[str, dict[str, float]]:
   seq = jax.eval_shape(setup.parts["sample"], state.buffer, key)
   inputs = {"act": (state, key), "env_step": (state, action, key), "learn": (state.learner, seq, key)}
   if state.agent is not None:
-    inputs["agent_update"] = (state.agent, state.learner.params, seq, key, state.step)
+    encoded = jax.eval_shape(setup.parts["learn"], state.learner, seq, key)[3]
+    inputs["agent_update"] = (state.agent, state.learner.params, seq, key, state.step, encoded)
   costs = {}
   for name, args in inputs.items():
     analysis = jax.jit(setup.parts[name]).lower(*args).compile().cost_analysis()

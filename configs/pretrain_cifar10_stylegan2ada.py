@@ -24,8 +24,8 @@ def get_config():
   c = runpy.run_path(str(Path(__file__).with_name("pretrain_fashion_mnist.py")))["get_config"]()
   c.generator = "runs/cifar10_world/generator"  # `palmup import-generator` output of cifar10.pkl
   c.obs_size = 32  # the generator's resolution: no resize
-  # unknown: "thousands of envs"; 512 per device on 8 devices. The decode is then 69% of a step's
-  # 45.5 TFLOP (benchmarks/step_flops.py); num_envs=1024 makes a step 19 TFLOP.
+  # unknown: "thousands of envs"; 512 per device on 8 devices. The decode is then 71% of a step's
+  # 44.5 TFLOP (benchmarks/step_flops.py); num_envs=1024 makes a step about 18 TFLOP.
   c.num_envs = 4096
   # unknown: the paper's EMA and mixing weight; palmup's main config. StyleGAN2-ADA normalises z, so
   # the EMA's shrinking of the latent norm does not change the images (only z's direction matters).

@@ -212,7 +212,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   labels, valid = jnp.arange(16) % 3, jnp.ones(16, bool)
   assert "bf16[" in str(jax.make_jaxpr(lambda p: bf16.apply(p, a))(state.params))
   assert "bf16[" not in str(jax.make_jaxpr(lambda p: f32.apply(p, a))(state.params))
-  (s32, m32), (s16, m16) = (learner.update(state, a, b, labels, valid) for learner in (f32, bf16))
+  (s32, m32, _), (s16, m16, _) = (learner.update(state, a, b, labels, valid) for learner in (f32, bf16))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((s16.params, s16.opt_state))
              if jnp.issubdtype(leaf.dtype, jnp.floating))
   assert bf16.features(s16.params, (a * 127 + 128).astype(jnp.uint8)).dtype == jnp.float32

@@ -252,3 +252,33 @@ def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
   assert rows[-1]["action_std"] > 0.3  # picks among uniform candidates stay spread across envs
   with pytest.raises(ConfigError, match=r"config.planner.k=9 is invalid; valid: in \[1, num_envs=8\]"):
     pretrain.validate(tiny_config(**{"explorer": "novelty", "planner.k": 9}))
+
+
+@pytest.mark.parametrize("reference", ["batch", "population"])
+def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(env, reference):
+  """Encode once: the agent update fed the learner's features of frames 0 and pair_offset gives the
+  same rewards, targets, losses and new agent state as one that encodes every frame itself. The
+  features differ by float rounding only (about 1e-7: another batch, inside the learner's grad); the
+  batch reward's kNN distances take a square root near 0 (a frame's distance to itself and to
+  replayed duplicates), which lifts that to about 1e-4 relative, hence its looser tolerance."""
+  config = tiny_config(**{"apt.reference": reference, "learner.pair_offset": 1})
+  pretrain.validate(config)
+  parts = pretrain.step_parts(config, env)
+  init, _ = pretrain.make_pretrain(config, env)
+  state = jax.jit(init)(jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(1)
+  seq = jax.jit(parts["sample"])(state.buffer, key)
+  _, _, _, encoded = jax.jit(parts["learn"])(state.learner, seq, key)
+  assert sorted(encoded) == [0, 1]
+  update = jax.jit(parts["agent_update"])
+  reused = update(state.agent, state.learner.params, seq, key, state.step, encoded)
+  alone = update(state.agent, state.learner.params, seq, key, state.step, {})
+  rtol = 1e-3 if reference == "batch" else 1e-5
+  for name in ("intrinsic_reward", "q_target", "critic_loss", "actor_loss"):
+    np.testing.assert_allclose(reused[1][name], alone[1][name], rtol=rtol, atol=1e-6, err_msg=name)
+  # Adam's first step moves each weight by about lr * sign(gradient): a gradient element near 0 whose
+  # float noise flips its sign moves that weight up to 2 lr the other way.
+  lr = config.agent.lr
+  for net in ("actor", "critic", "actor_target", "critic_target"):
+    for x, y in zip(jax.tree.leaves(getattr(reused[0], net)), jax.tree.leaves(getattr(alone[0], net))):
+      np.testing.assert_allclose(x, y, rtol=0, atol=2.5 * lr, err_msg=net)

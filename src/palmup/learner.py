@@ -99,7 +99,9 @@ class Learner:
     return jax.lax.stop_gradient(self.apply(params, transforms.to_float(obs))[0])
 
   def update(self, state: LearnerState, view_a, view_b, labels, valid):
-    """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels."""
+    """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels.
+    -> (state, metrics, (features of view_a, of view_b) [B, D] each: the encoder's output at the
+    parameters before the step, detached, for whoever needs these frames' features)."""
     n = view_a.shape[0]
 
     def loss_fn(params):
@@ -107,13 +109,14 @@ class Learner:
       contrastive = ntxent(z[:n], z[n:], self.config.temperature, valid)
       probe = optax.softmax_cross_entropy_with_integer_labels(logits[:n], labels).mean()
       accuracy = jnp.mean(jnp.argmax(logits[:n], -1) == labels)
-      return contrastive + probe, {"ntxent": contrastive, "probe_loss": probe, "probe_acc": accuracy,
-                                   "feature_std": jnp.mean(jnp.std(h[:n], axis=0))}
+      return contrastive + probe, ({"ntxent": contrastive, "probe_loss": probe, "probe_acc": accuracy,
+                                    "feature_std": jnp.mean(jnp.std(h[:n], axis=0))}, h)
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (metrics, h) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     metrics["valid_pairs"] = jnp.mean(valid)
-    return LearnerState(optax.apply_updates(state.params, updates), opt_state), metrics
+    h = jax.lax.stop_gradient(h)
+    return LearnerState(optax.apply_updates(state.params, updates), opt_state), metrics, (h[:n], h[n:])
 
 
 def save_encoder(path, learner: Learner, params, obs_shape):

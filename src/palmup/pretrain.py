@@ -198,8 +198,12 @@ def step_parts(config, env: LatentEnv, mesh=None) -> dict:
     add(state, action) -> the buffer with every env's (o_t, y_t, a_t, first_t) added
     env_step(state, action, key) -> (env_state, obs) after one step of every env
     sample(buffer, key) -> Sequences [batch, L, ...], split over the mesh along the batch
-    learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C])
-    agent_update(agent_state, params, seq, key, step) -> (agent_state, metrics)   (apt only)
+    learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C], encoded)
+    agent_update(agent_state, params, seq, key, step, encoded) -> (agent_state, metrics)   (apt only)
+
+  `encoded` is {frame index: detached features [B, D]} of the sampled frames the learner has
+  encoded at the parameters the agent uses (frames 0 and pair_offset, when the views are the raw
+  frames; {} with augmentation): the agent update encodes only the other frames it needs.
     visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
   """
   parts = _make(config, env, mesh)[2]
@@ -234,13 +238,18 @@ def _make(config, env: LatentEnv, mesh):
   def coverage(labels, num_classes):
     return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
-  def play_stats(state: PretrainState, action):
+  def current_features(state: PretrainState):
+    """The learner's detached features [num_envs, D] of the envs' current frames."""
+    return learner.features(state.learner.params, state.obs)
+
+  def play_stats(state: PretrainState, action, features=None):
     """The envs' statistics, the taken actions' collapse diagnostics (action_*) and the APT objective
     (mean particle reward of the envs' current frames in the learner's feature space, no running
-    mean); for APT also the diagnostics of the actor's noiseless actions (policy_*)."""
+    mean); for APT also the diagnostics of the actor's noiseless actions (policy_*).
+    features: current_features(state) when the caller has them."""
     stats = env_stats(state.env_state.z, state.env_state.label)
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
-    features = learner.features(state.learner.params, state.obs)
+    features = current_features(state) if features is None else features
     stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(config.apt.k, num_envs),
                                                           average=config.apt.average))
     if agent is not None:
@@ -255,26 +264,29 @@ def _make(config, env: LatentEnv, mesh):
     logits, features = judged[0].apply(state.obs)
     return logits, features, state.env_state.label, state.env_state.z
 
-  def act(state: PretrainState, key):
-    if planner is not None:
-      features = functools.partial(learner.features, state.learner.params)
-      return planner.act(key, state.env_state, features, features(state.obs))
-    if agent is None:
+  def act(state: PretrainState, key, features=None):
+    if planner is None and agent is None:
       return random_actions(key)
-    return agent.act(state.agent, learner.features(state.learner.params, state.obs), key, state.step)
+    features = current_features(state) if features is None else features
+    if planner is not None:
+      return planner.act(key, state.env_state, functools.partial(learner.features, state.learner.params), features)
+    return agent.act(state.agent, features, key, state.step)
 
-  def add(state: PretrainState, action):
+  def add(state: PretrainState, action, features=None):
     first = state.env_state.t == 0
-    novelty = 0.0 if agent is None else agent.novelty(learner.features(state.learner.params, state.obs))
+    if agent is None:
+      novelty = 0.0
+    else:
+      novelty = agent.novelty(current_features(state) if features is None else features)
     return replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first, novelty))
 
   def env_step(state: PretrainState, action, key):
     obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
     return env_state, obs
 
-  def play(state: PretrainState, action, key):
+  def play(state: PretrainState, action, key, features=None):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
-    buffer = add(state, action)
+    buffer = add(state, action, features)
     env_state, obs = env_step(state, action, key)
     return env_state, obs, buffer
 
@@ -283,15 +295,26 @@ def _make(config, env: LatentEnv, mesh):
 
   def learn(learner_state: LearnerState, seq, key):
     a, b, valid = contrastive_views(key, seq.obs, seq.first, lc.pair_offset, lc.augment, lc.crop_min, lc.jitter)
-    learner_state, metrics = learner.update(learner_state, a, b, seq.label[:, 0], valid)
-    return learner_state, metrics, pair_strip(a, b)
+    learner_state, metrics, (h_a, h_b) = learner.update(learner_state, a, b, seq.label[:, 0], valid)
+    encoded = {} if lc.augment != "none" else {0: h_a, lc.pair_offset: h_b}  # augmented views are not the frames
+    return learner_state, metrics, pair_strip(a, b), encoded
 
-  def agent_update(agent_state: AgentState, params, seq, key, step):
-    n = config.agent.nstep + 1
-    frames = seq.obs[:, :n]
-    features = learner.features(params, frames.reshape((-1,) + frames.shape[2:]))
-    return agent.update(agent_state, features.reshape(batch, n, -1), seq.action[:, 0], seq.first[:, :n],
-                        seq.novelty[:, :n], key, step)
+  def agent_update(agent_state: AgentState, params, seq, key, step, encoded=None):
+    """The agent's update on features of frames 0..n of the sampled sequences: those in `encoded`
+    reused, the others the update reads encoded here in one batch (the stored population reward
+    needs frames 0 and n only; the batch reward all). Frames it does not read are left zero."""
+    n = config.agent.nstep
+    needed = (0, n) if config.apt.reference == "population" else tuple(range(n + 1))
+    encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
+    missing = [i for i in needed if i not in encoded]
+    if missing:
+      frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
+      h = learner.features(params, frames.reshape((-1,) + frames.shape[2:])).reshape(batch, len(missing), -1)
+      encoded.update({i: h[:, j] for j, i in enumerate(missing)})
+    zero = jnp.zeros_like(encoded[0])
+    features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
+    return agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1], seq.novelty[:, :n + 1],
+                        key, step)
 
   def init(key) -> PretrainState:
     k_learn, k_agent, k_reset, k_warm, key = jax.random.split(key, 5)
@@ -338,24 +361,25 @@ def _make(config, env: LatentEnv, mesh):
     obs, labels, metrics = static_batch(k_batch)
     obs = sharding.shard_batch(obs, mesh)
     a, b, valid = contrastive_views(k_views, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
-    learner_state, learner_metrics = learner.update(state.learner, a, b, labels, valid)
+    learner_state, learner_metrics, _ = learner.update(state.learner, a, b, labels, valid)
     metrics.update(learner_metrics)
     strips = {"trajectory": obs[:show_envs, 0], "pairs": pair_strip(a, b)}
     return state.replace(learner=learner_state), metrics, strips, None
 
   def play_step(state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
-    action = act(state, k_act)
-    metrics = play_stats(state, action)
+    features = current_features(state)  # once, for the actor, the statistics and the stored novelty
+    action = act(state, k_act, features)
+    metrics = play_stats(state, action, features)
     visited = visits(state)
     trajectory = state.obs[:show_envs]
-    env_state, obs, buffer = play(state, action, k_env)
+    env_state, obs, buffer = play(state, action, k_env, features)
     seq = sample(buffer, k_sample)
-    learner_state, learner_metrics, pairs = learn(state.learner, seq, k_views)
+    learner_state, learner_metrics, pairs, encoded = learn(state.learner, seq, k_views)
     metrics.update(learner_metrics)
     agent_state = state.agent
     if agent is not None:
-      agent_state, agent_metrics = agent_update(state.agent, state.learner.params, seq, k_agent, state.step)
+      agent_state, agent_metrics = agent_update(state.agent, state.learner.params, seq, k_agent, state.step, encoded)
       metrics.update(agent_metrics)
     state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
                           buffer=buffer)
