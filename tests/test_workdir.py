@@ -11,7 +11,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 
 from palmup import checkpoints, viz, workdir as wd
-from palmup.errors import UserError, read_json
+from palmup.errors import UserError
+from palmup.workdir import read_json
 
 
 class FakeGCS(MemoryFileSystem):

@@ -23,7 +23,6 @@ from palmup import checkpoints
 from palmup import workdir as wd
 from palmup.augment import augment
 from palmup.data import transforms
-from palmup.errors import existing_dir, read_json
 from palmup.losses import ntxent
 from palmup.nn.encoders import ProjectionHead, make_encoder
 from palmup.replay import same_episode
@@ -134,8 +133,8 @@ def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
   """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
   import ml_collections
   hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
-  path = existing_dir(path, "encoder directory", hint)
-  spec = read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
+  path = wd.existing_dir(path, "encoder directory", hint)
+  spec = wd.read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
   learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
   obs_shape = tuple(spec["obs_shape"])
   abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))

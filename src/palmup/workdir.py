@@ -31,6 +31,31 @@ def is_uri(p) -> bool:
   return "://" in str(p)
 
 
+def existing_dir(directory, what: str, hint: str) -> epath.Path:
+  """directory as an existing run path, else a UserError naming it, what it should be and `hint`."""
+  directory = path(directory)
+  if not directory.exists():
+    raise UserError(f"{what} {directory} does not exist; {hint}")
+  if not directory.is_dir():
+    raise UserError(f"{what} {directory} is a file, not a directory; {hint}")
+  return directory
+
+
+def read_json(file, what: str, hint: str, keys: tuple[str, ...] = ()) -> dict:
+  """The JSON object in the run path `file` holding `keys`, else a UserError saying it is missing,
+  unreadable or corrupt."""
+  try:
+    value = json.loads(path(file).read_text())
+  except FileNotFoundError:
+    raise UserError(f"{what} {file} is missing; {hint}") from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(f"{what} {file} is unreadable or corrupt ({type(e).__name__}: {e}); {hint}") from None
+  missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+  if missing:
+    raise UserError(f"{what} {file} is corrupt (no {', '.join(missing)}); {hint}")
+  return value
+
+
 def create(workdir: str | epath.PathLike) -> epath.Path:
   """The workdir as a run path, created if needed; a UserError if it is an existing file."""
   workdir = path(workdir)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from palmup import checkpoints, workdir as wd
-from palmup.errors import UserError, read_json
+from palmup.errors import UserError
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -148,7 +148,7 @@ def load(path: str) -> tuple[Generator, Any]:
   """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
   directory = resolve(path)
   hint = "re-export it (`palmup train-generator` or `palmup import-generator`) or use 'builtin:fashion_mnist_32'"
-  spec = read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
+  spec = wd.read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
   gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
   target = jax.eval_shape(gen.init, jax.random.PRNGKey(0))
   return gen, checkpoints.read_params(directory / "params", target, "generator", hint)
