@@ -185,12 +185,12 @@ def make_pretrain(config, env: LatentEnv, mesh=None):
   metrics of all the frames the chunk visited (palmup.evaluators.exploration). strips: {"trajectory": uint8 [T, S, H, W, C]
   (the first S envs at every step), "pairs": uint8 [2, P, H, W, C] (the last step's positive pairs)}.
   """
-  init, chunk, _ = _make(config, env, mesh)
-  return init, chunk
+  loop = Loop.make(config, env, mesh)
+  return loop.init, loop.chunk
 
 
 def step_parts(config, env: LatentEnv, mesh=None) -> dict:
-  """The pure functions one step of the loop composes (explorer apt or random), exactly as
+  """The pure functions one step of the loop composes (explorer apt, novelty or random), exactly as
   `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py):
 
     act(state, key) -> actions [num_envs, d]: the APT actor on detached features, or U(-1, 1)
@@ -200,213 +200,246 @@ def step_parts(config, env: LatentEnv, mesh=None) -> dict:
     sample(buffer, key) -> Sequences [batch, L, ...], split over the mesh along the batch
     learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C], encoded)
     agent_update(agent_state, params, seq, key, step, encoded) -> (agent_state, metrics)   (apt only)
+    visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
 
   `encoded` is {frame index: detached features [B, D]} of the sampled frames the learner has
   encoded at the parameters the agent uses (frames 0 and pair_offset, when the views are the raw
   frames; {} with augmentation): the agent update encodes only the other frames it needs.
-    visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
   """
-  parts = _make(config, env, mesh)[2]
-  if parts is None:
+  loop = Loop.make(config, env, mesh)
+  if loop.replay is None:
     raise ValueError("explorer='static' has no play step (no env, no replay)")
+  parts = dict(act=loop.act, env_stats=loop.play_stats, add=loop.add, env_step=loop.env_step, sample=loop.sample,
+               learn=loop.learn)
+  if loop.agent is not None:
+    parts["agent_update"] = loop.agent_update
+  if loop.judged is not None:
+    parts["visits"] = loop.visits
   return parts
 
 
-def _make(config, env: LatentEnv, mesh):
-  """-> (init, chunk, step_parts or None for the static baseline)."""
-  mesh = mesh or sharding.make_mesh()
-  env_params = params_from_config(config)
-  learner, agent, replay = build(config, env)
-  planner = NoveltyPlanner(env, env_params, config.planner) if config.explorer == "novelty" else None
-  judged = judge_for(config, env)
-  num_envs, batch = config.num_envs, config.replay.batch_size
-  lc = config.learner
-  show_envs = min(config.log.strip_envs, num_envs)
-  show_pairs = min(config.log.strip_pairs, batch)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Loop:
+  """One pretraining step, part by part, and the chunk that scans it. Built by `Loop.make`; every
+  method is pure (jit them). A play step (`play_step`) reads top to bottom:
 
-  vstep = jax.vmap(env.step, (0, 0, 0, None))
-  vreset = jax.vmap(env.reset, (0, None))
+    features of the envs' current frames (once) -> act -> statistics -> add to the replay and step
+    the envs -> sample sequences -> learner update -> agent update (APT) on the learner's features.
 
-  def random_actions(key):
-    return jax.random.uniform(key, (num_envs, env.latent_dim), minval=-1.0, maxval=1.0)
+  The static baseline (explorer = "static") has no env or replay: `static_step` trains on i.i.d.
+  samples of the generator (or a dataset's images) with augmented views.
+  """
+  config: object
+  env: LatentEnv
+  env_params: object
+  mesh: object
+  learner: Learner
+  agent: ActorCritic | None
+  replay: Replay | None
+  planner: NoveltyPlanner | None
+  judged: tuple | None
+  source: datasets.ArrayDataset | None
 
-  def env_stats(z, labels):
+  @classmethod
+  def make(cls, config, env: LatentEnv, mesh=None) -> "Loop":
+    learner, agent, replay = build(config, env)
+    env_params = params_from_config(config)
+    planner = NoveltyPlanner(env, env_params, config.planner) if config.explorer == "novelty" else None
+    return cls(config, env, env_params, mesh or sharding.make_mesh(), learner, agent, replay, planner,
+               judge_for(config, env), real_source(config, env.observation_shape))
+
+  @property
+  def num_envs(self) -> int:
+    return self.config.num_envs
+
+  @property
+  def batch(self) -> int:
+    return self.config.replay.batch_size
+
+  # ------------------------------------------------------------------------------ the step's parts
+
+  def random_actions(self, key):
+    return jax.random.uniform(key, (self.num_envs, self.env.latent_dim), minval=-1.0, maxval=1.0)
+
+  def env_stats(self, z, labels):
     return {"latent_norm": jnp.mean(jnp.linalg.norm(z, axis=-1)),
-            "knn_entropy": apt.knn_entropy(z, config.log.entropy_k),
-            "class_coverage": coverage(labels, env.num_classes)}
+            "knn_entropy": apt.knn_entropy(z, self.config.log.entropy_k),
+            "class_coverage": coverage(labels, self.env.num_classes)}
 
-  def coverage(labels, num_classes):
-    return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
-
-  def current_features(state: PretrainState):
+  def current_features(self, state: PretrainState):
     """The learner's detached features [num_envs, D] of the envs' current frames."""
-    return learner.features(state.learner.params, state.obs)
+    return self.learner.features(state.learner.params, state.obs)
 
-  def play_stats(state: PretrainState, action, features=None):
+  def play_stats(self, state: PretrainState, action, features=None):
     """The envs' statistics, the taken actions' collapse diagnostics (action_*) and the APT objective
     (mean particle reward of the envs' current frames in the learner's feature space, no running
     mean); for APT also the diagnostics of the actor's noiseless actions (policy_*).
     features: current_features(state) when the caller has them."""
-    stats = env_stats(state.env_state.z, state.env_state.label)
+    stats = self.env_stats(state.env_state.z, state.env_state.label)
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
-    features = current_features(state) if features is None else features
-    stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(config.apt.k, num_envs),
-                                                          average=config.apt.average))
-    if agent is not None:
-      policy = agent.policy(state.agent, features)
+    features = self.current_features(state) if features is None else features
+    stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(self.config.apt.k, self.num_envs),
+                                                          average=self.config.apt.average))
+    if self.agent is not None:
+      policy = self.agent.policy(state.agent, features)
       stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
     return stats
 
-  def visits(state: PretrainState):
+  def visits(self, state: PretrainState):
     """What the chunk's exploration metrics need of the envs' current frames (None: no judge)."""
-    if judged is None:
+    if self.judged is None:
       return None
-    logits, features = judged[0].apply(state.obs)
+    logits, features = self.judged[0].apply(state.obs)
     return logits, features, state.env_state.label, state.env_state.z
 
-  def act(state: PretrainState, key, features=None):
-    if planner is None and agent is None:
-      return random_actions(key)
-    features = current_features(state) if features is None else features
-    if planner is not None:
-      return planner.act(key, state.env_state, functools.partial(learner.features, state.learner.params), features)
-    return agent.act(state.agent, features, key, state.step)
+  def act(self, state: PretrainState, key, features=None):
+    if self.planner is None and self.agent is None:
+      return self.random_actions(key)
+    features = self.current_features(state) if features is None else features
+    if self.planner is not None:
+      encode = functools.partial(self.learner.features, state.learner.params)
+      return self.planner.act(key, state.env_state, encode, features)
+    return self.agent.act(state.agent, features, key, state.step)
 
-  def add(state: PretrainState, action, features=None):
+  def add(self, state: PretrainState, action, features=None):
     first = state.env_state.t == 0
-    if agent is None:
+    if self.agent is None:
       novelty = 0.0
     else:
-      novelty = agent.novelty(current_features(state) if features is None else features)
-    return replay.add(state.buffer, replay.item(state.obs, state.env_state, action, first, novelty))
+      novelty = self.agent.novelty(self.current_features(state) if features is None else features)
+    return self.replay.add(state.buffer, self.replay.item(state.obs, state.env_state, action, first, novelty))
 
-  def env_step(state: PretrainState, action, key):
-    obs, env_state, *_ = vstep(jax.random.split(key, num_envs), state.env_state, action, env_params)
+  def env_step(self, state: PretrainState, action, key):
+    step = jax.vmap(self.env.step, (0, 0, 0, None))
+    obs, env_state, *_ = step(jax.random.split(key, self.num_envs), state.env_state, action, self.env_params)
     return env_state, obs
 
-  def play(state: PretrainState, action, key, features=None):
+  def play(self, state: PretrainState, action, key, features=None):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
-    buffer = add(state, action, features)
-    env_state, obs = env_step(state, action, key)
+    buffer = self.add(state, action, features)
+    env_state, obs = self.env_step(state, action, key)
     return env_state, obs, buffer
 
-  def sample(buffer, key):
-    return sharding.shard_batch(replay.sample(buffer, key), mesh)
+  def sample(self, buffer, key):
+    return sharding.shard_batch(self.replay.sample(buffer, key), self.mesh)
 
-  def learn(learner_state: LearnerState, seq, key):
+  def learn(self, learner_state: LearnerState, seq, key):
+    lc = self.config.learner
     a, b, valid = contrastive_views(key, seq.obs, seq.first, lc.pair_offset, lc.augment, lc.crop_min, lc.jitter)
-    learner_state, metrics, (h_a, h_b) = learner.update(learner_state, a, b, seq.label[:, 0], valid)
+    learner_state, metrics, (h_a, h_b) = self.learner.update(learner_state, a, b, seq.label[:, 0], valid)
     encoded = {} if lc.augment != "none" else {0: h_a, lc.pair_offset: h_b}  # augmented views are not the frames
-    return learner_state, metrics, pair_strip(a, b), encoded
+    return learner_state, metrics, self.pair_strip(a, b), encoded
 
-  def agent_update(agent_state: AgentState, params, seq, key, step, encoded=None):
+  def agent_update(self, agent_state: AgentState, params, seq, key, step, encoded=None):
     """The agent's update on features of frames 0..n of the sampled sequences: those in `encoded`
     reused, the others the update reads encoded here in one batch (the stored population reward
     needs frames 0 and n only; the batch reward all). Frames it does not read are left zero."""
-    n = config.agent.nstep
-    needed = (0, n) if config.apt.reference == "population" else tuple(range(n + 1))
+    n = self.config.agent.nstep
+    needed = (0, n) if self.config.apt.reference == "population" else tuple(range(n + 1))
     encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
     missing = [i for i in needed if i not in encoded]
     if missing:
       frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
-      h = learner.features(params, frames.reshape((-1,) + frames.shape[2:])).reshape(batch, len(missing), -1)
+      h = self.learner.features(params, frames.reshape((-1,) + frames.shape[2:])).reshape(self.batch, len(missing), -1)
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
     features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
-    return agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1], seq.novelty[:, :n + 1],
-                        key, step)
+    return self.agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1],
+                             seq.novelty[:, :n + 1], key, step)
 
-  def init(key) -> PretrainState:
+  def pair_strip(self, a, b):
+    show = min(self.config.log.strip_pairs, self.batch)
+    return transforms.to_uint8(jnp.stack([a[:show], b[:show]]))
+
+  # ------------------------------------------------------------------------------ init, steps, chunk
+
+  def init(self, key) -> PretrainState:
     k_learn, k_agent, k_reset, k_warm, key = jax.random.split(key, 5)
+    env, learner = self.env, self.learner
     learner_state = learner.init(k_learn, env.observation_shape)
     agent_state = None
-    if agent is not None:
+    if self.agent is not None:
       feature_size = jax.eval_shape(learner.features, learner_state.params,
                                     jnp.zeros((1,) + env.observation_shape, jnp.uint8)).shape[-1]
-      agent_state = agent.init(k_agent, feature_size)
+      agent_state = self.agent.init(k_agent, feature_size)
     state = PretrainState(jnp.zeros((), jnp.int32), key, learner_state, agent_state, None, None, None)
-    if replay is None:
+    if self.replay is None:
       return state
-    obs, env_state = vreset(jax.random.split(k_reset, num_envs), env_params)
-    state = state.replace(env_state=env_state, obs=obs, buffer=replay.init())
+    obs, env_state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, self.num_envs), self.env_params)
+    state = state.replace(env_state=env_state, obs=obs, buffer=self.replay.init())
 
     def warm(state, k):  # uniform random actions until the buffer can be sampled
       ka, ks = jax.random.split(k)
-      env_state, obs, buffer = play(state, random_actions(ka), ks)
+      env_state, obs, buffer = self.play(state, self.random_actions(ka), ks)
       return state.replace(env_state=env_state, obs=obs, buffer=buffer), None
 
-    state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, config.train.warmup_steps))
+    state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, self.config.train.warmup_steps))
     return state
 
-  def pair_strip(a, b):
-    return transforms.to_uint8(jnp.stack([a[:show_pairs], b[:show_pairs]]))
-
-  source = real_source(config, env.observation_shape)
-  if source is not None:
-    source_images, source_labels = jnp.asarray(source.images), jnp.asarray(source.labels)
-
-  def static_batch(key):
+  def static_batch(self, key):
     """B i.i.d. observations -> (obs uint8 [B, 1, H, W, C], labels [B], env statistics)."""
     kz, ky = jax.random.split(key)
-    if source is None:
-      labels = jax.random.randint(ky, (batch,), 0, env.num_classes)
-      z = env_params.noise_scale * env.fresh_latents(kz, labels)
-      return env.decode(z, labels)[:, None], labels, env_stats(z, labels)
-    idx = jax.random.randint(kz, (batch,), 0, len(source))
-    labels = source_labels[idx]
-    return source_images[idx][:, None], labels, {"class_coverage": coverage(labels, source.num_classes)}
+    if self.source is None:
+      labels = jax.random.randint(ky, (self.batch,), 0, self.env.num_classes)
+      z = self.env_params.noise_scale * self.env.fresh_latents(kz, labels)
+      return self.env.decode(z, labels)[:, None], labels, self.env_stats(z, labels)
+    idx = jax.random.randint(kz, (self.batch,), 0, len(self.source))
+    labels = jnp.asarray(self.source.labels)[idx]
+    return (jnp.asarray(self.source.images)[idx][:, None], labels,
+            {"class_coverage": coverage(labels, self.source.num_classes)})
 
-  def static_step(state: PretrainState, key):
+  def static_step(self, state: PretrainState, key):
+    lc = self.config.learner
     k_batch, k_views = jax.random.split(key)
-    obs, labels, metrics = static_batch(k_batch)
-    obs = sharding.shard_batch(obs, mesh)
-    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((batch, 1), bool), 0, "only", lc.crop_min, lc.jitter)
-    learner_state, learner_metrics, _ = learner.update(state.learner, a, b, labels, valid)
+    obs, labels, metrics = self.static_batch(k_batch)
+    obs = sharding.shard_batch(obs, self.mesh)
+    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((self.batch, 1), bool), 0, "only", lc.crop_min,
+                                    lc.jitter)
+    learner_state, learner_metrics, _ = self.learner.update(state.learner, a, b, labels, valid)
     metrics.update(learner_metrics)
-    strips = {"trajectory": obs[:show_envs, 0], "pairs": pair_strip(a, b)}
+    strips = {"trajectory": obs[:self.show_envs, 0], "pairs": self.pair_strip(a, b)}
     return state.replace(learner=learner_state), metrics, strips, None
 
-  def play_step(state: PretrainState, key):
+  @property
+  def show_envs(self) -> int:
+    return min(self.config.log.strip_envs, self.num_envs)
+
+  def play_step(self, state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
-    features = current_features(state)  # once, for the actor, the statistics and the stored novelty
-    action = act(state, k_act, features)
-    metrics = play_stats(state, action, features)
-    visited = visits(state)
-    trajectory = state.obs[:show_envs]
-    env_state, obs, buffer = play(state, action, k_env, features)
-    seq = sample(buffer, k_sample)
-    learner_state, learner_metrics, pairs, encoded = learn(state.learner, seq, k_views)
+    features = self.current_features(state)  # once, for the actor, the statistics and the stored novelty
+    action = self.act(state, k_act, features)
+    metrics = self.play_stats(state, action, features)
+    visited = self.visits(state)
+    trajectory = state.obs[:self.show_envs]
+    env_state, obs, buffer = self.play(state, action, k_env, features)
+    seq = self.sample(buffer, k_sample)
+    learner_state, learner_metrics, pairs, encoded = self.learn(state.learner, seq, k_views)
     metrics.update(learner_metrics)
     agent_state = state.agent
-    if agent is not None:
-      agent_state, agent_metrics = agent_update(state.agent, state.learner.params, seq, k_agent, state.step, encoded)
+    if self.agent is not None:
+      agent_state, agent_metrics = self.agent_update(state.agent, state.learner.params, seq, k_agent, state.step,
+                                                     encoded)
       metrics.update(agent_metrics)
-    state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs,
-                          buffer=buffer)
+    state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs, buffer=buffer)
     return state, metrics, {"trajectory": trajectory, "pairs": pairs}, visited
 
-  one_step = static_step if replay is None else play_step
-
-  def scan_step(state, _):
+  def scan_step(self, state: PretrainState, _):
     key, k = jax.random.split(state.key)
+    one_step = self.static_step if self.replay is None else self.play_step
     state, metrics, strips, visited = one_step(state.replace(key=key), k)
     return state.replace(step=state.step + 1), (metrics, strips, visited)
 
-  def chunk(state: PretrainState):
-    state, (metrics, strips, visited) = jax.lax.scan(scan_step, state, None, length=config.train.chunk_steps)
+  def chunk(self, state: PretrainState):
+    state, (metrics, strips, visited) = jax.lax.scan(self.scan_step, state, None, length=self.config.train.chunk_steps)
     metrics = jax.tree.map(jnp.mean, metrics)
     if visited is not None:  # [T, num_envs, ...]: every frame of the chunk
-      metrics.update(exploration.visit_metrics(*judged, *visited))
+      metrics.update(exploration.visit_metrics(*self.judged, *visited))
     return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
 
-  parts = None
-  if replay is not None:
-    parts = dict(act=act, env_stats=play_stats, add=add, env_step=env_step, sample=sample, learn=learn)
-    if agent is not None:
-      parts["agent_update"] = agent_update
-    if judged is not None:
-      parts["visits"] = visits
-  return init, chunk, parts
+
+def coverage(labels, num_classes):
+  """Share of the num_classes classes present in labels."""
+  return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
 
 def jit_pretrain(config, env: LatentEnv, mesh):
