@@ -59,7 +59,7 @@ def main(config, workdir):
   cc.positive(config, "obs_size")
   base = params_from_config(config)
   gen, gen_params = generators.load(config.generator.path)
-  make_env(gen, gen_params, config.obs_size, config.latent_space)  # checks latent_space before any work
+  env = make_env(gen, gen_params, config.obs_size, config.latent_space)  # checks latent_space before any work
   classes = list(config.render.classes) or list(range(gen.num_classes))
   cc.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,
              f"class indices in [0, {gen.num_classes})")
@@ -68,7 +68,6 @@ def main(config, workdir):
              f"one EnvParams field ({', '.join(EnvParams.__dataclass_fields__)}) mapped to a list of values")
   (field, values), = sweep.items()
   workdir = wd.prepare(workdir, config)
-  env = make_env(gen, gen_params, config.obs_size, config.latent_space)
   bar = wd.progress(len(values) * config.render.steps, "render", unit="frame-batch")
   strips = []
   for value in values:
