@@ -27,6 +27,11 @@ def get_config():
   c.num_envs = 64
   c.explorer = "apt"  # apt | novelty | random | static
   c.static_source = "generator"  # explorer=static only: "generator" (GenRep-style) or a dataset (SimCLR on real images)
+  # explorer=static, generator source: "single" (two augmentations of one sample; learner.augment=only)
+  # or "latent" (GenRep's latent neighbour z + static_sigma * n, n truncated at +-2, the same class;
+  # learner.augment none or add); see palmup.pretrain
+  c.static_views = "single"
+  c.static_sigma = 0.2
   # The paper's standard EMA at 0.7: with the class held for the episode and pair_offset 4, the
   # latents of a positive pair correlate 0.7^4 = 0.24, so positives are mostly "same class, other
   # item" (experiments/results/pretrain_sweep_fashion_mnist.md compares ema 0.9 / offset 1).
@@ -40,13 +45,17 @@ def get_config():
       pair_offset=4, augment="none", crop_min=0.3, jitter=0.4)
   # seed_steps: loop steps of uniform actions before the actor acts (URLB: 4,000 frames), counted
   # after train.warmup_steps; the agent updates during them. standardize / center_actions / algo
-  # ("ddpg" as URLB, or "sac" with init_temperature): see palmup.explorer.
+  # ("ddpg" as URLB, or "sac" with init_temperature): see palmup.explorer. observe: what actor and
+  # critic see, "features" (the learner's, detached: the paper), "latent" (the env's latent and class)
+  # or "both" (palmup.pretrain.AGENT_OBSERVES).
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
-                 seed_steps=50, standardize=False, center_actions=False, algo="sac", init_temperature=0.1)
+                 seed_steps=50, standardize=False, center_actions=False, algo="sac", init_temperature=0.1,
+                 observe="features")
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
-  # frames of the same step, stored with the frame; see palmup.explorer)
-  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch")
+  # frames of the same step, stored with the frame); nstep_reward: "sum" (the n-step sum of the
+  # rewards of frames 1..n) or "first" (URLB's agent: the reward of frame 0 alone); see palmup.explorer
+  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch", nstep_reward="sum")
   # explorer=novelty (palmup.planner): per env, of `candidates` uniform actions the one whose simulated
   # next frame is farthest from its k-th nearest current frame of the envs, in the learner's features
   c.planner = dict(candidates=4, k=3)

@@ -38,6 +38,8 @@ from palmup import evaluate
 METHODS = {
     "palm": {"explorer": "apt"},
     "random_actions": {"explorer": "random"},
+    "palm_aug": {"explorer": "apt", "learner.augment": "add"},
+    "random_actions_aug": {"explorer": "random", "learner.augment": "add"},
     "genrep": {"explorer": "static", "learner.augment": "only"},
     "simclr_real": {"explorer": "static", "learner.augment": "only", "static_source": "fashion_mnist"},
     "novelty_w0.9": {"explorer": "novelty", "env.action_weight": 0.9},

@@ -50,6 +50,35 @@ def test_ridge_probe_equals_scikit_learns_ridge_classifier(l2):
   assert linear_probe.accuracy((w, b), test_s, test_y) == sk.score(test_s, test_y) > 0.9
 
 
+@pytest.mark.parametrize("shots", [3, 25])  # 30 < 64 features < 250 images
+def test_ridge_cv_equals_scikit_learns_ridge_classifier_cv(shots):
+  """The few-shot ridge's leave-one-out choice of L2 is RidgeClassifierCV's: the same per-L2 LOO
+  squared errors, the same L2, the same weights."""
+  from sklearn.linear_model import RidgeClassifierCV
+  train_x, train_y, test_x, test_y = _digits()
+  train_s, test_s = linear_probe.standardise(train_x, test_x)
+  idx = few_shot.draw_shots(train_y, shots, 10, seed=0)
+  x, y, grid = train_s[idx].astype(np.float64), train_y[idx], (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+  (w, b), l2, errors = linear_probe.fit_ridge_cv(x, y, 10, grid)
+  sk = RidgeClassifierCV(alphas=grid, store_cv_results=True).fit(x, y)
+  np.testing.assert_allclose(list(errors.values()), sk.cv_results_.mean(axis=(0, 1)), rtol=1e-8)
+  assert l2 == sk.alpha_ and len(set(np.round(list(errors.values()), 3))) == len(grid)
+  np.testing.assert_allclose(w, sk.coef_.T, atol=1e-6)
+  np.testing.assert_allclose(b, sk.intercept_, atol=1e-6)
+  assert linear_probe.accuracy((w, b), test_s, test_y) == sk.score(test_s, test_y)
+
+
+def test_few_shot_ridge_with_chosen_l2_has_no_dip_where_shots_near_the_dimension():
+  """On the 64 digit pixels, 6 shots x 10 classes = 60 images: a fixed L2 of 1 dips below the 5-shot
+  score of the chosen L2 (the double-descent signature); leave-one-out's choice does not."""
+  train_x, train_y, test_x, test_y = _digits()
+  chosen = few_shot.few_shot(train_x, train_y, test_x, test_y, 10, shots=(5, 6), seeds=3)
+  fixed = few_shot.few_shot(train_x, train_y, test_x, test_y, 10, shots=(6,), seeds=3, l2_grid=(1.0,))
+  assert fixed["6"]["mean"] < chosen["5"]["mean"] < chosen["6"]["mean"]
+  assert chosen["6"]["mean"] > fixed["6"]["mean"] + 0.05 and set(fixed["6"]["l2"]) == {1.0}
+  assert all(l2 > 1.0 for l2 in chosen["6"]["l2"])
+
+
 def test_ridge_probe_picks_l2_on_held_out_data():
   train_x, train_y, test_x, test_y = _digits()
   result = linear_probe.probe(train_x, train_y, test_x, test_y, 10, (1.0, 1e6), method="ridge")

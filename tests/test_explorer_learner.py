@@ -19,10 +19,10 @@ AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3,
 NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward
 
 
-def _agent(running_mean=False, reference="batch", **overrides):
+def _agent(running_mean=False, reference="batch", nstep_reward="sum", **overrides):
   cfg = ml_collections.ConfigDict({**AGENT, **overrides})
   return ActorCritic(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0,
-                                                  reference=reference)), 3)
+                                                  reference=reference, nstep_reward=nstep_reward)), 3)
 
 
 def _batch(key, b=32, n=3, d=6):
@@ -34,14 +34,31 @@ def _batch(key, b=32, n=3, d=6):
 def test_rewards_are_particle_rewards_of_frames_1_to_n():
   features, _, _ = _batch(jax.random.PRNGKey(0))
   agent = _agent(running_mean=True)
-  rewards, mean = agent.rewards(features, apt.RunningMean.init())
+  rewards, mean = agent.nstep_rewards(features, NO_NOVELTY, apt.RunningMean.init())
   expected, m = [], apt.RunningMean.init()
   for i in (1, 2, 3):
     r, m = apt.particle_reward(features[:, i], 4, running_mean=m, clip=0.0)
     expected.append(r)
   np.testing.assert_allclose(rewards, jnp.stack(expected, 1), rtol=1e-6)
   np.testing.assert_allclose(mean.mean, m.mean, rtol=1e-6)
-  assert rewards.shape == (32, 3)
+  assert rewards.shape == (32, 3) and agent.frames_read(3) == (0, 1, 2, 3)
+
+
+def test_first_nstep_reward_is_urlbs_one_reward_of_frame_0():
+  """URLB's APT agent: one particle reward per sampled transition, of its first frame; the update
+  then reads frames 0 and n only, whichever the reference."""
+  features, _, _ = _batch(jax.random.PRNGKey(0))
+  novelty = jax.random.uniform(jax.random.PRNGKey(1), (32, 4))
+  agent = _agent(running_mean=True, nstep_reward="first")
+  rewards, mean = agent.nstep_rewards(features, novelty, apt.RunningMean.init())
+  expected, m = apt.particle_reward(features[:, 0], 4, running_mean=apt.RunningMean.init(), clip=0.0)
+  np.testing.assert_allclose(rewards[:, 0], expected, rtol=1e-6)
+  np.testing.assert_allclose(mean.mean, m.mean, rtol=1e-6)
+  assert rewards.shape == (32, 1) and agent.frames_read(3) == (0, 3)
+  stored = _agent(reference="population", nstep_reward="first")
+  np.testing.assert_array_equal(stored.nstep_rewards(features, novelty, m)[0], novelty[:, :1])
+  np.testing.assert_array_equal(_agent(reference="population").nstep_rewards(features, novelty, m)[0], novelty[:, 1:])
+  assert stored.frames_read(3) == (0, 3) == _agent(reference="population").frames_read(3)
 
 
 def test_exploration_std_follows_its_linear_schedule():

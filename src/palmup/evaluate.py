@@ -36,7 +36,8 @@ def probe_config(**overrides) -> ml_collections.ConfigDict:
       seed=0, random_seeds=3,
       logistic=dict(l2_grid=(1e-4, 1e-3, 1e-2), steps=200),
       ridge=dict(l2_grid=(1.0, 10.0, 100.0, 1000.0, 10000.0)),
-      few_shot=dict(shots=(1, 5, 10, 25), seeds=5, l2=1.0)))
+      # few-shot ridge: its L2 chosen per draw by leave-one-out on the shots (evaluators.few_shot)
+      few_shot=dict(shots=(1, 5, 10, 25), seeds=5, l2_grid=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0))))
   c.update(overrides)
   return c
 
@@ -44,9 +45,9 @@ def probe_config(**overrides) -> ml_collections.ConfigDict:
 def validate_probe(config, prefix: str):
   for key in ("train_examples", "random_seeds"):
     cc.positive(config, f"{prefix}.{key}", allow_zero=True)
-  for key in ("logistic.steps", "few_shot.seeds", "few_shot.l2"):
+  for key in ("logistic.steps", "few_shot.seeds"):
     cc.positive(config, f"{prefix}.{key}")
-  for key in ("logistic.l2_grid", "ridge.l2_grid", "few_shot.shots"):
+  for key in ("logistic.l2_grid", "ridge.l2_grid", "few_shot.l2_grid", "few_shot.shots"):
     values = cc.get(config, f"{prefix}.{key}")
     cc.require(len(values) > 0 and all(v > 0 for v in values), f"{prefix}.{key}", values, "a non-empty list of values > 0")
 
@@ -70,7 +71,7 @@ def evaluate_encoder(features_fn, params, obs_shape, dataset: str, cfg, data_dir
   result["ridge"] = linear_probe.probe(train_x, train_y, test_x, test.labels, k, tuple(cfg.ridge.l2_grid),
                                        seed=cfg.seed, method="ridge")
   result["few_shot"] = few_shot.few_shot(train_x, train_y, test_x, test.labels, k, tuple(cfg.few_shot.shots),
-                                         cfg.few_shot.seeds, cfg.few_shot.l2)
+                                         cfg.few_shot.seeds, tuple(cfg.few_shot.l2_grid))
   return result
 
 

@@ -1,8 +1,9 @@
 """The APT explorer: an actor-critic, DDPG (URLB's; TD3's tricks optional) or SAC, maximising the particle
 reward `palmup.apt.particle_reward` of encoder features, for latent-sized continuous actions.
 
-Inputs are encoder features the caller has already detached (the learner's encoder; RL gradients
-never reach it). Actor and critic each have URLB's trunk (Dense(feature_dim), LayerNorm, tanh)
+Inputs are what the caller lets the agent observe: encoder features it has already detached (the
+learner's encoder; RL gradients never reach it), the env's Markov state, or both (agent.observe in
+palmup.pretrain). The particle reward is always of encoder features. Actor and critic each have URLB's trunk (Dense(feature_dim), LayerNorm, tanh)
 then an MLP; the critic has two Q heads and uses their minimum. The actor's mean is tanh-bounded;
 noise N(0, std(step)^2) is added as URLB's TruncatedNormal does (std linear from std_start to
 std_end over std_decay_steps):
@@ -13,12 +14,14 @@ std_end over std_decay_steps):
 `act` is uniform on [-1, 1] for the first seed_steps loop steps, as URLB's seed frames are (the
 agent still updates during them, off-policy, so the critic starts from varied actions).
 
-Rewards and n-step returns come from a replayed sequence of n + 1 frames: r_i is the particle
-reward of frame i+1, either among the replayed batch at update time (apt.reference = "batch", URLB)
-or among all envs' frames of the step that frame was seen in, computed when it was stored
-(apt.reference = "population": moving every env the same way earns nothing). R = sum_{i<n} gamma^i r_i, target
-y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or the target actor
-(TD3). Episodes end by truncation only; a sequence that crosses a reset is masked out of the
+Rewards and n-step returns come from a replayed sequence of n + 1 frames f_0..f_n. A frame's particle
+reward r(f) is computed either among the replayed batch at update time (apt.reference = "batch",
+URLB) or among all envs' frames of the step it was seen in, when it was stored (apt.reference =
+"population": moving every env the same way earns nothing). The n-step reward R is
+sum_{i<n} gamma^i r(f_{i+1}) (apt.nstep_reward = "sum") or, as URLB's APT agent computes it, r(f_0)
+alone, one reward per sampled transition ("first": the update then encodes only f_n beyond the
+learner's f_0). Target y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or
+the target actor (TD3). Episodes end by truncation only; a sequence that crosses a reset is masked out of the
 critic loss (its bootstrap frame would belong to another episode).
 TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
 config.standardize: actor and critic see the features standardised per dimension over the batch
@@ -222,11 +225,26 @@ class ActorCritic:
       return apt.particle_reward(features, c.k, running_mean=reward_mean, **kwargs)
     return apt.particle_reward(features, c.k, **kwargs), reward_mean
 
-  def rewards(self, features, reward_mean: apt.RunningMean):
-    """features [B, n+1, D] -> APT rewards [B, n] for frames 1..n among the batch, and the updated
-    running mean."""
+  def rewarded_frames(self, n: int) -> tuple[int, ...]:
+    """The frames of a replayed sequence whose particle rewards make its n-step reward:
+    1..n (apt.nstep_reward = "sum") or 0 (apt.nstep_reward = "first", URLB's agent)."""
+    return (0,) if self.apt_config.nstep_reward == "first" else tuple(range(1, n + 1))
+
+  def frames_read(self, n: int) -> tuple[int, ...]:
+    """The frames of a replayed sequence whose features the update reads: 0 and n (the critic's
+    and the bootstrap's inputs) and, for the batch reward, the rewarded frames."""
+    rewarded = self.rewarded_frames(n) if self.apt_config.reference == "batch" else ()
+    return tuple(sorted({0, n, *rewarded}))
+
+  def nstep_rewards(self, features, novelty, reward_mean: apt.RunningMean):
+    """(rewards [B, m] of the rewarded frames, in order, and the updated running mean), from
+    features [B, n+1, D] among the batch (apt.reference = "batch") or the stored novelty [B, n+1]
+    ("population"). The n-step reward is sum_i gamma^i rewards[:, i]."""
+    frames = self.rewarded_frames(features.shape[1] - 1)
+    if self.apt_config.reference == "population":
+      return novelty[:, jnp.asarray(frames)], reward_mean
     out = []
-    for i in range(1, features.shape[1]):
+    for i in frames:
       r, reward_mean = self.reward(features[:, i], reward_mean)
       out.append(r)
     return jnp.stack(out, axis=1), reward_mean
@@ -238,19 +256,18 @@ class ActorCritic:
       return jnp.zeros(features.shape[0])
     return self.reward(features, apt.RunningMean.init())[0]
 
-  def update(self, state: AgentState, features, action, first, novelty, key, step):
-    """One actor-critic update from detached features [B, n+1, D] of replayed frames, the actions
-    [B, A] taken at frame 0, first [B, n+1] and the stored novelty [B, n+1]."""
+  def update(self, state: AgentState, features, action, first, novelty, key, step, seen=None):
+    """One actor-critic update from detached features [B, n+1, D] of replayed frames (what the batch
+    reward reads), the actions [B, A] taken at frame 0, first [B, n+1], the stored novelty [B, n+1]
+    and seen [B, 2, O]: what actor and critic observe of frames 0 and n (default: their features)."""
     c = self.config
     n = features.shape[1] - 1
     k_next, k_pi = jax.random.split(key)
-    if self.apt_config.reference == "population":
-      reward, reward_mean = novelty[:, 1:], state.reward_mean
-    else:
-      reward, reward_mean = self.rewards(features, state.reward_mean)
-    ret = jnp.sum(reward * c.discount ** jnp.arange(n), axis=1)
+    reward, reward_mean = self.nstep_rewards(features, novelty, state.reward_mean)
+    ret = jnp.sum(reward * c.discount ** jnp.arange(reward.shape[1]), axis=1)
     std = self.std(step)
-    h0, hn = self.inputs(features[:, 0]), self.inputs(features[:, n])
+    seen = jnp.stack([features[:, 0], features[:, n]], axis=1) if seen is None else seen
+    h0, hn = self.inputs(seen[:, 0]), self.inputs(seen[:, 1])
     alpha = jnp.exp(state.log_alpha) if self.sac else 0.0
     next_actor = state.actor_target if c.td3 else state.actor
     next_action, next_log_prob = self._sample(next_actor, hn, k_next, std)
@@ -280,7 +297,7 @@ class ActorCritic:
     if self.sac:
       al_updates, alpha_opt = self.optimizer.update(jax.grad(alpha_loss)(log_alpha), alpha_opt)
       log_alpha = optax.apply_updates(log_alpha, al_updates)
-    policy = self.policy(state, features[:, 0])
+    policy = self.policy(state, seen[:, 0])
     dq_da = jax.grad(lambda a: jnp.sum(jnp.minimum(*self.critic.apply(critic, h0, a))))(policy)
     a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
     actor = optax.apply_updates(state.actor, a_updates)

@@ -16,7 +16,12 @@ env takes, of planner.candidates uniform actions, the one whose simulated next f
 from the envs' current frames in the learner's features. No agent, no agent update.
 
 explorer = "static" is the GenRep-style baseline on the same loop: no env and no replay; each step
-decodes B i.i.d. (z ~ N(0, noise_scale^2 I), y ~ U{classes}) and contrasts two augmentations.
+decodes B i.i.d. (z ~ N(0, I), y ~ U{classes}) at noise_scale and contrasts two views of each:
+  static_views = "single": two augmentations of G(z, y) (GenRep's "Tx only"; learner.augment "only");
+  static_views = "latent": G(z, y) and its latent neighbour G(z + static_sigma * n, y), n a standard
+                 normal truncated at +-2 (GenRep's method: ali-design/GenRep), raw (learner.augment
+                 "none") or each augmented ("add", as GenRep trains). In W (latent_space = "w") z is
+                 perturbed before the mapping.
 With static_source = a dataset name (e.g. "fashion_mnist") it draws B real training images instead:
 SimCLR on the real data, the upper reference for what generated data could give. The dataset is
 held on device, resized to the observation shape (fine for the built-in datasets; a large one
@@ -58,8 +63,13 @@ from palmup.planner import NoveltyPlanner
 from palmup.replay import STORAGES, Replay
 
 EXPLORERS = ("apt", "novelty", "random", "static")
+STATIC_VIEWS = {"single": ("only",), "latent": ("none", "add")}  # explorer=static: views -> valid learner.augment
 APT_REFERENCES = ("batch", "population")  # apt.reference: whose frames a frame's kNN are among
+NSTEP_REWARDS = ("sum", "first")  # apt.nstep_reward: which frames' rewards make the n-step reward
 AGENT_ALGOS = ("ddpg", "sac")  # agent.algo: the actor-critic behind APT (palmup.explorer)
+# agent.observe: what APT's actor and critic see of a frame: the learner's detached features (the
+# paper), the env's Markov state (LatentEnv.markov_state: latent and class), or both concatenated
+AGENT_OBSERVES = ("features", "latent", "both")
 
 
 @flax.struct.dataclass
@@ -80,7 +90,9 @@ def validate(config):
   cc.one_of(config, "explorer", EXPLORERS)
   cc.one_of(config, "replay.storage", STORAGES)
   cc.one_of(config, "apt.reference", APT_REFERENCES)
+  cc.one_of(config, "apt.nstep_reward", NSTEP_REWARDS)
   cc.one_of(config, "agent.algo", AGENT_ALGOS)
+  cc.one_of(config, "agent.observe", AGENT_OBSERVES)
   cc.positive(config, "agent.init_temperature")
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
@@ -88,8 +100,15 @@ def validate(config):
   if "conv_grad" in config.learner.encoder:
     cc.one_of(config, "learner.encoder.conv_grad", conv.GRADS)
   if config.explorer == "static":
-    cc.require(config.learner.augment == "only", "learner.augment", config.learner.augment,
-               "'only' when explorer='static' (i.i.d. samples have no temporal partner)")
+    cc.one_of(config, "static_views", tuple(STATIC_VIEWS))
+    cc.positive(config, "static_sigma")
+    views = config.static_views
+    valid = STATIC_VIEWS[views]
+    cc.require(config.learner.augment in valid, "learner.augment", config.learner.augment,
+               f"one of {', '.join(map(repr, valid))} when explorer='static' and static_views={views!r}")
+    if views == "latent":
+      cc.require(config.static_source == "generator", "static_source", config.static_source,
+                 "'generator' when static_views='latent' (real images have no latent neighbour)")
   else:
     cc.require(config.static_source == "generator", "static_source", config.static_source,
                f"'generator' when explorer={config.explorer!r} (a dataset source needs explorer='static')")
@@ -173,8 +192,9 @@ def build(config, env: LatentEnv):
   agent = ActorCritic(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
   replay = None
   if config.explorer != "static":
+    keep_latents = agent is not None and config.agent.observe != "features"
     replay = Replay(env, config.num_envs, config.replay.capacity, config.replay.batch_size,
-                    sequence_length(config), config.replay.storage)
+                    sequence_length(config), config.replay.storage, keep_latents)
   return learner, agent, replay
 
 
@@ -270,6 +290,15 @@ class Loop:
     """The learner's detached features [num_envs, D] of the envs' current frames."""
     return self.learner.features(state.learner.params, state.obs)
 
+  def observed(self, features, z, labels):
+    """What APT's actor and critic see (agent.observe) of frames with learner features [..., D],
+    latents z [..., d] and labels [...]: the features, env.markov_state(z, labels), or both."""
+    observe = self.config.agent.observe
+    if observe == "features":
+      return features
+    markov = self.env.markov_state(z, labels)
+    return markov if observe == "latent" else jnp.concatenate([features, markov], axis=-1)
+
   def play_stats(self, state: PretrainState, action, features=None):
     """The envs' statistics, the taken actions' collapse diagnostics (action_*) and the APT objective
     (mean particle reward of the envs' current frames in the learner's feature space, no running
@@ -281,7 +310,7 @@ class Loop:
     stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(self.config.apt.k, self.num_envs),
                                                           average=self.config.apt.average))
     if self.agent is not None:
-      policy = self.agent.policy(state.agent, features)
+      policy = self.agent.policy(state.agent, self.observed(features, state.env_state.z, state.env_state.label))
       stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
     return stats
 
@@ -299,7 +328,8 @@ class Loop:
     if self.planner is not None:
       encode = functools.partial(self.learner.features, state.learner.params)
       return self.planner.act(key, state.env_state, encode, features)
-    return self.agent.act(state.agent, features, key, state.step)
+    return self.agent.act(state.agent, self.observed(features, state.env_state.z, state.env_state.label), key,
+                          state.step)
 
   def add(self, state: PretrainState, action, features=None):
     first = state.env_state.t == 0
@@ -331,11 +361,11 @@ class Loop:
     return learner_state, metrics, self.pair_strip(a, b), encoded
 
   def agent_update(self, agent_state: AgentState, params, seq, key, step, encoded=None):
-    """The agent's update on features of frames 0..n of the sampled sequences: those in `encoded`
-    reused, the others the update reads encoded here in one batch (the stored population reward
-    needs frames 0 and n only; the batch reward all). Frames it does not read are left zero."""
+    """The agent's update on features of frames 0..n of the sampled sequences: of the frames it
+    reads (ActorCritic.frames_read: 0 and n, and the rewarded frames for the batch reward), those in
+    `encoded` reused, the others encoded here in one batch. Frames it does not read are left zero."""
     n = self.config.agent.nstep
-    needed = (0, n) if self.config.apt.reference == "population" else tuple(range(n + 1))
+    needed = self.agent.frames_read(n)
     encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
     missing = [i for i in needed if i not in encoded]
     if missing:
@@ -344,8 +374,10 @@ class Loop:
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
     features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
+    ends = jnp.asarray([0, n])
+    seen = self.observed(features[:, ends], None if seq.z is None else seq.z[:, ends], seq.label[:, ends])
     return self.agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1],
-                             seq.novelty[:, :n + 1], key, step)
+                             seq.novelty[:, :n + 1], key, step, seen)
 
   def pair_strip(self, a, b):
     show = min(self.config.log.strip_pairs, self.batch)
@@ -359,9 +391,10 @@ class Loop:
     learner_state = learner.init(k_learn, env.observation_shape)
     agent_state = None
     if self.agent is not None:
-      feature_size = jax.eval_shape(learner.features, learner_state.params,
-                                    jnp.zeros((1,) + env.observation_shape, jnp.uint8)).shape[-1]
-      agent_state = self.agent.init(k_agent, feature_size)
+      features = jax.eval_shape(learner.features, learner_state.params,
+                                jnp.zeros((1,) + env.observation_shape, jnp.uint8))
+      seen = jax.eval_shape(self.observed, features, jnp.zeros((1, env.latent_dim)), jnp.zeros((1,), jnp.int32))
+      agent_state = self.agent.init(k_agent, seen.shape[-1])
     state = PretrainState(jnp.zeros((), jnp.int32), key, learner_state, agent_state, None, None, None)
     if self.replay is None:
       return state
@@ -377,24 +410,33 @@ class Loop:
     return state
 
   def static_batch(self, key):
-    """B i.i.d. observations -> (obs uint8 [B, 1, H, W, C], labels [B], env statistics)."""
-    kz, ky = jax.random.split(key)
-    if self.source is None:
-      labels = jax.random.randint(ky, (self.batch,), 0, self.env.num_classes)
-      z = self.env_params.noise_scale * self.env.fresh_latents(kz, labels)
-      return self.env.decode(z, labels)[:, None], labels, self.env_stats(z, labels)
-    idx = jax.random.randint(kz, (self.batch,), 0, len(self.source))
-    labels = jnp.asarray(self.source.labels)[idx]
-    return (jnp.asarray(self.source.images)[idx][:, None], labels,
-            {"class_coverage": coverage(labels, self.source.num_classes)})
+    """B i.i.d. observations -> (obs uint8 [B, V, H, W, C] with V = 2 views for static_views =
+    "latent" and 1 otherwise, labels [B], statistics)."""
+    kz, ky, kn = jax.random.split(key, 3)
+    if self.source is not None:
+      idx = jax.random.randint(kz, (self.batch,), 0, len(self.source))
+      labels = jnp.asarray(self.source.labels)[idx]
+      return (jnp.asarray(self.source.images)[idx][:, None], labels,
+              {"class_coverage": coverage(labels, self.source.num_classes)})
+    labels = jax.random.randint(ky, (self.batch,), 0, self.env.num_classes)
+    z = jax.random.normal(kz, (self.batch, self.env.generator.latent_dim))
+    latent = self.env_params.noise_scale * self.env.latents_of(z, labels)
+    stats = self.env_stats(latent, labels)
+    if self.config.static_views == "single":
+      return self.env.decode(latent, labels)[:, None], labels, stats
+    neighbour = z + self.config.static_sigma * jax.random.truncated_normal(kn, -2.0, 2.0, z.shape)
+    latents = jnp.stack([latent, self.env_params.noise_scale * self.env.latents_of(neighbour, labels)], 1)
+    stats["view_latent_distance"] = jnp.mean(jnp.linalg.norm(latents[:, 1] - latents[:, 0], axis=-1))
+    return self.env.decode(latents, jnp.stack([labels, labels], 1)), labels, stats
 
   def static_step(self, state: PretrainState, key):
     lc = self.config.learner
     k_batch, k_views = jax.random.split(key)
     obs, labels, metrics = self.static_batch(k_batch)
     obs = sharding.shard_batch(obs, self.mesh)
-    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((self.batch, 1), bool), 0, "only", lc.crop_min,
-                                    lc.jitter)
+    views = obs.shape[1]  # 2: the latent pair (o_0, o_1); 1: one sample, augmented twice
+    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((self.batch, views), bool), views - 1, lc.augment,
+                                    lc.crop_min, lc.jitter)
     learner_state, learner_metrics, _ = self.learner.update(state.learner, a, b, labels, valid)
     metrics.update(learner_metrics)
     strips = {"trajectory": obs[:self.show_envs, 0], "pairs": self.pair_strip(a, b)}

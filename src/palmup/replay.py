@@ -8,7 +8,8 @@ draws `sequence_length` consecutive items of one env. Frames i and j > i of a se
 the same episode iff none of items i+1..j is `first` (`same_episode`): the learner must never
 contrast frames of two episodes, and n-step returns must not run across a reset.
 
-storage = "pixels": items hold the uint8 observation.
+storage = "pixels": items hold the uint8 observation (and the latent z too with keep_latents, for an
+                    agent that observes the env's state).
 storage = "latents": items hold the latent z; observations are decoded on sample.
 The generator is frozen, so both give the same images (tested); latents cost far less memory
 (`bytes_per_transition`) and cost a decode of every sampled frame.
@@ -32,12 +33,14 @@ STORAGES = ("pixels", "latents")
 @flax.struct.dataclass
 class Sequences:
   """A batch of B sequences of L consecutive steps of one env: obs uint8 [B, L, H, W, C],
-  action [B, L, d] (taken at obs), label int32 [B, L], first bool [B, L], novelty float [B, L]."""
+  action [B, L, d] (taken at obs), label int32 [B, L], first bool [B, L], novelty float [B, L],
+  z [B, L, d] (the latents; None for pixel storage without keep_latents)."""
   obs: jax.Array
   action: jax.Array
   label: jax.Array
   first: jax.Array
   novelty: jax.Array
+  z: jax.Array | None = None
 
 
 def same_episode(first: jax.Array, j: int) -> jax.Array:
@@ -54,6 +57,7 @@ class Replay:
   batch_size: int
   sequence_length: int = 2
   storage: str = "pixels"
+  keep_latents: bool = False
 
   def __post_init__(self):
     if self.storage not in STORAGES:
@@ -74,9 +78,9 @@ class Replay:
     """The stored record for a batch of envs (leading axis num_envs, or none for one env)."""
     record = {"label": state.label, "action": action, "first": first,
               "novelty": jnp.broadcast_to(jnp.asarray(novelty, jnp.float32), first.shape)}
-    if self.storage == "pixels":
-      return {"obs": obs, **record}
-    return {"z": state.z, **record}
+    if self.storage == "latents" or self.keep_latents:
+      record["z"] = state.z
+    return {"obs": obs, **record} if self.storage == "pixels" else record
 
   def init(self):
     d = self.env.latent_dim
@@ -96,7 +100,7 @@ class Replay:
   def sample(self, buffer_state, key: jax.Array) -> Sequences:
     seq = self.buffer.sample(buffer_state, key).experience  # leaves [B, L, ...]
     obs = seq["obs"] if self.storage == "pixels" else self.env.decode(seq["z"], seq["label"])
-    return Sequences(obs, seq["action"], seq["label"], seq["first"], seq["novelty"])
+    return Sequences(obs, seq["action"], seq["label"], seq["first"], seq["novelty"], seq.get("z"))
 
   def bytes_per_transition(self) -> int:
     """Stored bytes per (env, step) item."""

@@ -130,10 +130,22 @@ class LatentEnv(flax.struct.PyTreeNode):
     obs = transforms.to_uint8(transforms.resize(images, self.obs_size))
     return obs.reshape(batch + obs.shape[1:])
 
+  def markov_state(self, z: jax.Array, labels: jax.Array) -> jax.Array:
+    """The env's Markov state as an agent input [..., latent_dim + num_classes]: the latent as the
+    generator sees it (z over its root mean square for a generator that normalises z, else as it
+    is) and the one-hot class."""
+    if self.latent_space == "z" and self.generator.normalizes_latent:
+      z = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
+    return jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
+
   def fresh_latents(self, key, labels: jax.Array) -> jax.Array:
     """Fresh latents [*labels.shape, latent_dim]: z ~ N(0, I), or in W the mappings of such z for
     `labels`, minus w_avg."""
-    z = jax.random.normal(key, labels.shape + (self.generator.latent_dim,))
+    return self.latents_of(jax.random.normal(key, labels.shape + (self.generator.latent_dim,)), labels)
+
+  def latents_of(self, z: jax.Array, labels: jax.Array) -> jax.Array:
+    """The env's latents [*labels.shape, latent_dim] of generator inputs z [*labels.shape,
+    generator.latent_dim]: z itself, or in W the mappings of z for `labels`, minus w_avg."""
     if self.latent_space == "z":
       return z
     g, p = self.generator, self.generator_params

@@ -6,6 +6,8 @@ split and scored on the test split:
   logistic: multinomial logistic regression, full-batch optax L-BFGS (the reported number);
   ridge:    closed-form ridge regression on +-1 one-hot targets (scikit-learn's RidgeClassifier
             objective), a fast cross-check as big_vision's few-shot evaluator uses.
+fit_ridge_cv picks a ridge's L2 by leave-one-out on its own training set (the few-shot probe, which
+has no other labels to hold out).
 """
 from __future__ import annotations
 
@@ -68,6 +70,26 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float):
   xc = x - x_mean
   w = np.linalg.solve(xc.T @ xc + l2 * np.eye(x.shape[1]), xc.T @ (targets - t_mean))
   return w, t_mean - x_mean @ w
+
+
+def fit_ridge_cv(x: np.ndarray, y: np.ndarray, num_classes: int, l2_grid) -> tuple[tuple, float, dict]:
+  """fit_ridge at the L2 of l2_grid with the least leave-one-out squared error on (x, y) itself,
+  as scikit-learn's RidgeClassifierCV picks its alpha (efficient LOO: one SVD of the centred x; the
+  unpenalised intercept makes the hat matrix 1/n + U diag(s^2 / (s^2 + l2)) U^T, and each left-out
+  residual is the residual over 1 - H_ii). -> (params, chosen l2, {l2: LOO mean squared error})."""
+  x = np.asarray(x, np.float64)
+  targets = 2.0 * np.eye(num_classes)[y] - 1.0
+  xc, tc = x - x.mean(0), targets - targets.mean(0)
+  u, s, _ = np.linalg.svd(xc, full_matrices=False)
+  s2, ut = np.square(s), u.T @ tc
+  errors = {}
+  for l2 in l2_grid:
+    shrink = s2 / (s2 + l2)
+    leverage = 1.0 / len(x) + np.square(u) @ shrink
+    residual = (tc - u @ (shrink[:, None] * ut)) / (1.0 - leverage)[:, None]
+    errors[float(l2)] = float(np.mean(np.square(residual)))
+  best = min(errors, key=errors.get)
+  return fit_ridge(x, y, num_classes, best), best, errors
 
 
 def accuracy(params, x, y) -> float:

@@ -41,6 +41,11 @@ class Generator:
     return self.module.apply({"params": params}, z, y)
 
   @property
+  def normalizes_latent(self) -> bool:
+    """Whether the generator divides z by its root mean square before using it."""
+    return bool(getattr(self.module, "normalize_latent", False))
+
+  @property
   def w_dim(self) -> int | None:
     """Size of the generator's W space (its mapping network's output), None when it has none."""
     return self.module.w_dim if hasattr(self.module, "map_w") else None

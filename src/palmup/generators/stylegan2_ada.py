@@ -298,6 +298,7 @@ class Synthesis(nn.Module):
 class StyleGAN2ADA(nn.Module):
   """(z[B, z_dim], y[B] int) -> images float32 [B, resolution, resolution, img_channels].
   Params: {'mapping': .., 'synthesis': {'b4': .., 'b8': ..}}, NVIDIA's module names."""
+  normalize_latent = True  # the mapping's normalize_2nd_moment of z (not a constructor field)
   z_dim: int
   c_dim: int
   w_dim: int
