@@ -10,8 +10,10 @@ the loop's state. A config whose generator is not on disk (the accelerator confi
 gets one of the same kind and shape with random weights: the eye DCGAN's for
 pretrain_accelerator.py, cifar10.pkl's for pretrain_cifar10_stylegan2ada.py. FLOPs are a count of
 the program, not a measurement of time; `bytes accessed` is XLA's estimate of memory traffic.
-Figures: agent_update / learn and env_step / learn FLOPs per config. Target (issue: the explorer's
-cost): agent_update FLOPs <= 0.25 x learn FLOPs.
+Figures: agent_update / learn and env_step / learn FLOPs per config, and agent_update / learn under
+URLB's n-step reward (apt.nstep_reward=first: the update reads frames 0 and n only, of which the
+learner has encoded frame 0). Target (issue: the explorer's cost): agent_update FLOPs <= 0.25 x
+learn FLOPs.
 """
 from __future__ import annotations
 
@@ -46,8 +48,8 @@ def _generator_override(config: str) -> tuple[tuple[str, object], ...]:
   return (("generator", str(directory)),)
 
 
-def part_costs(setup: benchlib.Pretrain) -> dict[str, dict[str, float]]:
-  """{part: {"gflop", "gb_accessed"}} of act, env_step, learn, agent_update, from abstract inputs."""
+def part_costs(setup: benchlib.Pretrain, parts=("act", "env_step", "learn", "agent_update")) -> dict[str, dict[str, float]]:
+  """{part: {"gflop", "gb_accessed"}} of the parts (act, env_step, learn, agent_update), from abstract inputs."""
   state = jax.eval_shape(setup.init, jax.random.PRNGKey(0))
   key = jax.ShapeDtypeStruct((2,), jnp.uint32)
   action = jax.eval_shape(setup.parts["act"], state, key)
@@ -57,7 +59,7 @@ def part_costs(setup: benchlib.Pretrain) -> dict[str, dict[str, float]]:
     encoded = jax.eval_shape(setup.parts["learn"], state.learner, seq, key)[3]
     inputs["agent_update"] = (state.agent, state.learner.params, seq, key, state.step, encoded)
   costs = {}
-  for name, args in inputs.items():
+  for name, args in ((n, a) for n, a in inputs.items() if n in parts):
     analysis = jax.jit(setup.parts[name]).lower(*args).compile().cost_analysis()
     costs[name] = {"gflop": analysis["flops"] / 1e9, "gb_accessed": analysis.get("bytes accessed", 0.0) / 1e9}
   return costs
@@ -68,7 +70,8 @@ def run(config: str) -> dict:
   figures, targets, details = {}, {}, {}
   for config in config.split(","):
     tag = Path(config).stem
-    setup = benchlib.pretrain_setup.__wrapped__(config, _generator_override(config))
+    generator = _generator_override(config)
+    setup = benchlib.pretrain_setup.__wrapped__(config, generator)
     costs = part_costs(setup)
     c = setup.config
     details[tag] = {"num_envs": c.num_envs, "batch_size": c.replay.batch_size, "encoder": c.learner.encoder.name,
@@ -79,6 +82,11 @@ def run(config: str) -> dict:
     if "agent_update" in costs:
       name = f"agent_update_over_learn_flops[{tag}]"
       figures[name], targets[name] = costs["agent_update"]["gflop"] / learn, ("<=", 0.25)
+      first = benchlib.pretrain_setup.__wrapped__(config, generator + (("apt.nstep_reward", "first"),))
+      update = part_costs(first, ("agent_update",))["agent_update"]
+      details[tag]["agent_update_nstep_reward_first"] = update
+      name = f"agent_update_over_learn_flops[{tag}, nstep_reward=first]"
+      figures[name], targets[name] = update["gflop"] / learn, ("<=", 0.25)
   return {"figures": figures, "targets": targets, "details": details}
 
 

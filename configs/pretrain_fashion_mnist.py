@@ -53,9 +53,11 @@ def get_config():
                  seed_steps=50, standardize=False, center_actions=False, algo="sac", init_temperature=0.1,
                  observe="features")
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
-  # frames of the same step, stored with the frame); nstep_reward: "sum" (the n-step sum of the
-  # rewards of frames 1..n) or "first" (URLB's agent: the reward of frame 0 alone); see palmup.explorer
-  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch", nstep_reward="sum")
+  # frames of the same step, stored with the frame); nstep_reward: "first" (URLB's agent: the reward
+  # of the sampled frame alone, target r(f_0) + gamma^n Q(f_n); the agent update then encodes frame n
+  # only, 0.17 of the learner's FLOPs) or "sum" (sum_i gamma^i r(f_i+1), which encodes frames 1..n:
+  # 0.47; T4 explores the same with either); see palmup.explorer
+  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch", nstep_reward="first")
   # explorer=novelty (palmup.planner): per env, of `candidates` uniform actions the one whose simulated
   # next frame is farthest from its k-th nearest current frame of the envs, in the learner's features
   c.planner = dict(candidates=4, k=3)

@@ -1,12 +1,21 @@
 """T1, vision transfer: does playing in the generator's latent space give features that transfer to
-real images, and do exploration and temporal pairs matter?
+real images, and do exploration, temporal pairs and augmentation matter?
 
     python experiments/t1_vision_transfer.py --workdir runs/t1 --runs runs/cpu --scale cpu  # hours on 2 cores; resumable
+    python experiments/t1_vision_transfer.py --workdir runs/t1 --runs runs/cpu --table-only  # probe and tabulate what ran
 
 Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.py):
   palm            APT explorer, temporal pairs (o_t, o_t+offset), no augmentation (the paper)
   random_actions  uniform random actions instead of APT, temporal pairs
-  genrep          no exploration: i.i.d. generator samples, SimCLR augmentation pairs (GenRep-style)
+  palm_aug, random_actions_aug
+                  the same with SimCLR's augmentation of each frame of a pair (learner.augment=add)
+  genrep_latent_s<sigma>
+                  no exploration: GenRep's method, i.i.d. (z, y) and the latent neighbour
+                  z + sigma * n of the same class, each view augmented (static_views=latent); sigma
+                  swept over SIGMAS at seed 0, every seed at the best (BEST_BY)
+  genrep_latent_noaug
+                  the same pairs at the best sigma without augmentation
+  genrep_single   i.i.d. generator samples, two augmentations of each (GenRep's "Tx only" setting)
   simclr_real     SimCLR augmentation pairs on the real Fashion-MNIST training images
   novelty_w0.9, random_actions_w0.9
                   the novelty planner (palmup.planner: it explores more than random actions in T4)
@@ -16,8 +25,9 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   random_encoder  the same encoder at random initialisation (a floor)
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
-Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge), mean +- std over
-seeds, and palm against each method: the difference and Welch's p. Scales: tiny (CI plumbing,
+Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge with its L2 chosen by
+leave-one-out), mean +- std over seeds, and palm and genrep_latent at the best sigma against each
+method: the difference and Welch's p. Scales: tiny (CI plumbing,
 seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget, with the CPU
 scale's cheaper learner, common.CPU_PRETRAIN), full (accelerator: 1024 envs, ResNet-18, 20k steps,
 3 seeds; documented, not run here). Each run keeps its encoder as <runs>/<method>_seed<seed>/
@@ -35,12 +45,17 @@ import numpy as np
 import common
 from palmup import evaluate
 
+SIGMAS = (0.1, 0.2, 0.4)  # GenRep's sweep (ImageNet-100): 60.2 / 63.2 / 65.5 / 65.4 / 64.4% at 0.05 / 0.1 / 0.2 / 0.3 / 0.4
+LATENT = lambda sigma, augment: {"explorer": "static", "static_views": "latent", "static_sigma": sigma,
+                                 "learner.augment": augment}
 METHODS = {
     "palm": {"explorer": "apt"},
     "random_actions": {"explorer": "random"},
     "palm_aug": {"explorer": "apt", "learner.augment": "add"},
     "random_actions_aug": {"explorer": "random", "learner.augment": "add"},
-    "genrep": {"explorer": "static", "learner.augment": "only"},
+    **{f"genrep_latent_s{sigma}": LATENT(sigma, "add") for sigma in SIGMAS},
+    "genrep_latent_noaug": None,  # LATENT(best sigma, "none"), once the sweep has chosen it
+    "genrep_single": {"explorer": "static", "learner.augment": "only"},
     "simclr_real": {"explorer": "static", "learner.augment": "only", "static_source": "fashion_mnist"},
     "novelty_w0.9": {"explorer": "novelty", "env.action_weight": 0.9},
     "random_actions_w0.9": {"explorer": "random", "env.action_weight": 0.9},
@@ -54,9 +69,31 @@ SCALE = {  # seeds, pretraining steps, probe datasets
 SHOTS = "10"
 
 
-def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results, shots: None) -> dict:
-  """-> ({method: {dataset: {"linear": [per seed], "few_shot": [per seed]}}}, shots); report(results,
-  shots) after every run, for partial tables."""
+def best_sigma(results) -> float | None:
+  """The sweep's sigma whose seed-0 run has the best probe mean (linear and few-shot, every dataset);
+  None until every sigma's seed 0 is probed."""
+  score = {}
+  for sigma in SIGMAS:
+    cells = [v[0] for by_kind in results[f"genrep_latent_s{sigma}"].values() for v in by_kind.values() if v]
+    if not cells:
+      return None
+    score[sigma] = float(np.mean(cells))
+  return max(score, key=score.get)
+
+
+def job_overrides(method: str, sigma: float | None) -> dict | None:
+  """The pretraining overrides of a method (None: not runnable yet, it needs the best sigma)."""
+  if method == "genrep_latent_noaug":
+    return None if sigma is None else LATENT(sigma, "none")
+  return METHODS[method]
+
+
+def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results, shots, sigma: None,
+        table_only: bool = False) -> dict:
+  """-> ({method: {dataset: {"linear": [per seed], "few_shot": [per seed]}}}, shots, best sigma);
+  report(results, shots, sigma) after every run, for partial tables. Seed 0 of every method first
+  (the sweep with it), then the other seeds, of the sweep's best sigma only. table_only: probe and
+  tabulate the runs that finished, pretrain nothing."""
   n_seeds, steps, probe_sets = SCALE[scale]
   n_seeds = seeds or n_seeds
   cfg = common.probe_config(scale)
@@ -70,17 +107,26 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
       for kind in ("linear", "few_shot"):
         results[method][dataset][kind].append(found[kind])
 
-  jobs = [(seed, method) for seed in range(n_seeds) for method in METHODS]
-  kept = lambda job: (runs / f"{job[1]}_seed{job[0]}" / f"encoder_{steps}").exists()
-  for seed, method in sorted(jobs, key=lambda job: not kept(job)):  # finished runs first: partial tables hold them all
-    encoder = common.encoder_at(runs / f"{method}_seed{seed}", scale, METHODS[method], seed, steps)
-    record(method, encoder)
-    if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
-      record("random_encoder", encoder, 1000 + seed)
-      if seed == 0:
-        record("raw_pixels", encoder, "pixels")
-    report(results, shots)
-  return results, shots
+  def wanted(seed, method, sigma):
+    swept = method.startswith("genrep_latent_s")
+    return seed == 0 or not swept or (sigma is not None and method == f"genrep_latent_s{sigma}")
+
+  sigma = None
+  for seed in range(n_seeds):
+    for method in METHODS:
+      sigma = best_sigma(results) if sigma is None else sigma
+      overrides = job_overrides(method, sigma)
+      encoder = Path(runs) / f"{method}_seed{seed}" / f"encoder_{steps}"
+      if overrides is None or not wanted(seed, method, sigma) or (table_only and not encoder.exists()):
+        continue
+      record(method, common.encoder_at(encoder.parent, scale, overrides, seed, steps))
+      if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
+        record("random_encoder", encoder, 1000 + seed)
+        if seed == 0:
+          record("raw_pixels", encoder, "pixels")
+      report(results, shots, sigma)
+  report(results, shots, sigma)
+  return results, shots, sigma
 
 
 def table(results, shots, seeds: int) -> str:
@@ -93,19 +139,19 @@ def table(results, shots, seeds: int) -> str:
   return common.markdown_table(header, rows)
 
 
-def palm_tests(results, shots) -> str:
-  """Welch's p (one-sample against raw pixels' single value) of palm vs each other method, per
-  dataset and probe, with the sign of palm's mean difference."""
-  datasets = list(results["palm"])
-  header = ["palm vs"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
+def tests_against(results, shots, ref: str = "palm") -> str:
+  """Welch's p (one-sample against raw pixels' single value) of `ref` vs each other method, per
+  dataset and probe, with the sign of ref's mean difference."""
+  datasets = list(results[ref])
+  header = [f"{ref} vs"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
   rows = []
   for m in results:
-    if m == "palm":
+    if m == ref:
       continue
     cells = []
     for d in datasets:
       for k in ("linear", "few_shot"):
-        a, b = results["palm"][d][k], results[m][d][k]
+        a, b = results[ref][d][k], results[m][d][k]
         p = common.welch_p(a, b) if b else float("nan")
         cells.append("-" if np.isnan(p) else f"{100 * (np.mean(a) - np.mean(b)):+.1f} (p {p:.3f})")
     rows.append([m] + cells)
@@ -144,22 +190,33 @@ def plot(results, shots, path: Path):
 def main():
   parser = common.parser(__doc__)
   parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
+  parser.add_argument("--table-only", action="store_true", help="probe and tabulate the finished runs, pretrain nothing")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   seeds = args.seeds or SCALE[args.scale][0]
+  runs = args.runs or args.workdir
 
-  def write(results, shots):
-    common.write_json(args.workdir / "results.json", {"shots": shots, "seeds": seeds, "results": results})
+  def write(results, shots, sigma):
+    common.write_json(args.workdir / "results.json", {"shots": shots, "seeds": seeds, "best_sigma": sigma,
+                                                       "results": results})
     plot(results, shots, args.workdir / "t1_vision_transfer.png")
+    latent = f"genrep_latent_s{sigma}"
+    against_latent = ("" if sigma is None else f"\n{latent} (the sweep's best sigma) minus each method:\n\n"
+                      + tests_against(results, shots, latent))
+    missing = sum(not v for by_d in results.values() for by_k in by_d.values() for v in by_k.values())
+    resume = (f"\n{missing} cells are missing (or short of seeds, as marked); this resumes them: "
+              f"`python experiments/t1_vision_transfer.py --workdir {args.workdir} --runs {runs} --scale {args.scale}"
+              f"{f' --seeds {args.seeds}' if args.seeds else ''}`\n" if missing else "")
     common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
                          f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, "
-                         f"and a ridge probe on {shots} labelled images per class.\n\n" + table(results, shots, seeds)
-                         + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
-                         "(against raw pixels, one value: a one-sample test):\n\n" + palm_tests(results, shots)
-                         + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
+                         f"and a ridge probe on {shots} labelled images per class (its L2 chosen by leave-one-out on them). "
+                         f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}.\n\n" + table(results, shots, seeds)
+                         + resume + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
+                         "(against raw pixels, one value: a one-sample test):\n\n" + tests_against(results, shots)
+                         + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
-  run(args.runs or args.workdir, args.scale, args.seeds, report=write)
+  run(runs, args.scale, args.seeds, report=write, table_only=args.table_only)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,20 @@ EXPLORERS = {
     "palm_sac_centered": {"explorer": "apt", "agent.algo": "sac", "apt.reference": "population",
                           "agent.standardize": True, "agent.center_actions": True},
     "novelty": {"explorer": "novelty"},  # no learned policy: one step of lookahead (palmup.planner)
+    # the n-step sum of the rewards of frames 1..n instead of URLB's reward of the sampled frame alone
+    # (apt.nstep_reward's default since the explorer's-cost issue; the rows above ran before it, with "sum")
+    "palm_sac_sum": {"explorer": "apt", "agent.algo": "sac", "apt.nstep_reward": "sum"},
+    # actor and critic see the env's Markov state (latent and class), alone or with the features
+    "palm_sac_latent": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "latent"},
+    "palm_sac_both": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "both"},
 }
-# Explorers run only under the first setting at --scale cpu (the CPU budget): the rest are marked missing.
-FIRST_SETTING_ONLY = ("palm", "palm_sac", "palm_sac_centered", "novelty")
+# Explorers run only under some settings at --scale cpu (the CPU budget): the rest are marked "not run".
+DEFAULT, WEIGHT = "default (ema 0.7, offset 4, w 0.5)", "action_weight 0.9"
+SETTINGS_OF = {"palm": (DEFAULT,), "palm_sac": (DEFAULT, WEIGHT), "palm_sac_centered": (DEFAULT, WEIGHT),
+               "novelty": (DEFAULT, WEIGHT), "palm_sac_sum": (DEFAULT,), "palm_sac_latent": (DEFAULT, WEIGHT),
+               "palm_sac_both": (DEFAULT, WEIGHT)}
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
-           "policy_saturation", "action_std", "latent_norm")
+           "policy_saturation", "dq_da_cosine", "action_std", "latent_norm")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
          "cpu": (3, list(SETTINGS), {"train.steps": 125}),
          "full": (3, list(SETTINGS), {})}
@@ -108,7 +117,7 @@ def table(data: dict, settings, explorers) -> str:
   for setting, explorer in itertools.product(settings, explorers):
     cell = data.get((setting, explorer))
     if cell is None:
-      skipped = explorer in FIRST_SETTING_ONLY and setting != settings[0]
+      skipped = setting not in SETTINGS_OF.get(explorer, SETTINGS)
       rows.append([setting, explorer, "0"] + ["not run" if skipped else "missing"] * (len(METRICS) + 2))
       continue
     base = data.get((setting, "random_actions"), {}).get("judge_entropy")
@@ -153,6 +162,10 @@ def main():
   parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1),
                       help="i/n: run every n-th job from the i-th (n processes share one --workdir)")
   parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs, run nothing")
+  parser.add_argument("--explorers", nargs="+", choices=list(EXPLORERS), default=None,
+                      help="run and tabulate only these explorers")
+  parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None,
+                      help="run and tabulate only these settings")
   args = parser.parse_args()
   if args.windows and not args.from_t1:
     parser.error(f"--windows {' '.join(map(str, args.windows))} needs --from-t1 (the sweep's runs are 125 steps)")
@@ -171,12 +184,13 @@ def main():
     jobs = []
   else:
     seeds, settings, overrides = SCALE[args.scale]
-    explorers = list(EXPLORERS)
+    settings = [s for s in settings if s in (args.settings or settings)]
+    explorers = args.explorers or list(EXPLORERS)
     slug = lambda s: "".join(ch if ch.isalnum() or ch == "." else "_" for ch in s.split(" (")[0])
     runs = {(s, e): [args.workdir / f"{slug(s)}__{e}_seed{i}" for i in range(seeds)]
             for s, e in itertools.product(settings, explorers)}
     jobs = [(s, e, i) for s in settings for i in range(seeds) for e in explorers  # settings in order of priority
-            if s == settings[0] or e not in FIRST_SETTING_ONLY or args.scale == "full"]
+            if s in SETTINGS_OF.get(e, SETTINGS) or args.scale == "full"]
     jobs = [] if args.table_only else jobs[args.shard[0]::args.shard[1]]
   source = f"the runs of {args.from_t1}" if args.from_t1 else f"{args.scale}-scale runs"
 

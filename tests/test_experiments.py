@@ -26,11 +26,14 @@ def t1_dir(tmp_path_factory):
   return path
 
 
-@pytest.mark.slow  # T1 at tiny scale: 4 pretraining runs and their probes, about 2 min; `make test-slow`
+@pytest.mark.slow  # T1 at tiny scale: 13 pretraining runs and their probes, minutes; `make test-slow`
 def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
   text = (t1_dir / "results.md").read_text()
-  for method in ("palm", "random_actions", "genrep", "simclr_real", "random_encoder", "raw_pixels"):
+  for method in ("palm", "random_actions", "palm_aug", "genrep_latent_s0.1", "genrep_latent_noaug", "genrep_single",
+                 "simclr_real", "random_encoder", "raw_pixels"):
     assert f"| {method} |" in text
+  sigma = json.loads((t1_dir / "results.json").read_text())["best_sigma"]
+  assert sigma in (0.1, 0.2, 0.4) and f"| genrep_latent_s{sigma} vs |" in text
   assert not any("raw_pixels" in p.name for p in t1_dir.iterdir())  # the pixel floor pretrains nothing
   assert "| palm vs |" in text and "| raw_pixels | - | - |" in text  # one seed at tiny scale: no test
   assert "Commit:" in text and "Wall time:" in text and (t1_dir / "t1_vision_transfer.png").stat().st_size > 5000

@@ -19,8 +19,8 @@ reward r(f) is computed either among the replayed batch at update time (apt.refe
 URLB) or among all envs' frames of the step it was seen in, when it was stored (apt.reference =
 "population": moving every env the same way earns nothing). The n-step reward R is
 sum_{i<n} gamma^i r(f_{i+1}) (apt.nstep_reward = "sum") or, as URLB's APT agent computes it, r(f_0)
-alone, one reward per sampled transition ("first": the update then encodes only f_n beyond the
-learner's f_0). Target y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or
+alone, one reward per sampled transition ("first", the configs' default: the update then encodes
+only f_n beyond the learner's f_0). Target y = R + gamma^n min Q_target(f_n, a'), with a' from the actor (DDPG, URLB) or
 the target actor (TD3). Episodes end by truncation only; a sequence that crosses a reset is masked out of the
 critic loss (its bootstrap frame would belong to another episode).
 TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
