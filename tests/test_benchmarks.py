@@ -25,7 +25,8 @@ FIGURES = {
     "replay": {"latents_over_pixels_bytes", "pixels_sample_over_gather", "latents_sample_over_decode"},
     "stylegan2ada": {"fused_over_nonfused_seconds[tiny]", "nonfused_over_matmul_flops[tiny]"},
     "budget": {"half_width_over_config", "obs_24_over_config", "half_width_obs_24_over_config"},
-    "flops": {"env_step_over_learn_flops[tiny]", "agent_update_over_learn_flops[tiny]"},
+    "flops": {"env_step_over_learn_flops[tiny]", "agent_update_over_learn_flops[tiny]",
+              "agent_update_over_learn_flops[tiny, nstep_reward=sum]"},
 }
 
 
