@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
+# XLA:CPU's YNNPACK fusion of the encoder has a cliff at a batch of 256 frames (4.6-5.7x slower per
+# image; benchmarks/README.md): without it the main config's loop step is 0.60 s instead of 0.87 on
+# 2 cores. Set XLA_FLAGS yourself to keep XLA's default.
+export XLA_FLAGS ?= --xla_cpu_experimental_ynn_fusion_type=
 
 .PHONY: install pretrain demo test test-slow bench
 install:
