@@ -27,7 +27,8 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
 Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge with its L2 chosen by
 leave-one-out), mean +- std over seeds, and palm and genrep_latent at the best sigma against each
-method: the difference and Welch's p. Scales: tiny (CI plumbing,
+method: the difference and Welch's p (and random actions against each, as palm's stand-in where
+palm has no runs: the two are equal on every probe of the earlier table). Scales: tiny (CI plumbing,
 seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget, with the CPU
 scale's cheaper learner, common.CPU_PRETRAIN), full (accelerator: 1024 envs, ResNet-18, 20k steps,
 3 seeds; documented, not run here). Each run keeps its encoder as <runs>/<method>_seed<seed>/
@@ -120,7 +121,7 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
       if overrides is None or not wanted(seed, method, sigma) or (table_only and not encoder.exists()):
         continue
       record(method, common.encoder_at(encoder.parent, scale, overrides, seed, steps))
-      if method == "palm":  # the floors at the same architecture and input shape (pixels: deterministic, once)
+      if method == "random_actions":  # the floors at the same architecture and input shape (pixels: once)
         record("random_encoder", encoder, 1000 + seed)
         if seed == 0:
           record("raw_pixels", encoder, "pixels")
@@ -214,6 +215,8 @@ def main():
                          f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}.\n\n" + table(results, shots, seeds)
                          + resume + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
                          "(against raw pixels, one value: a one-sample test):\n\n" + tests_against(results, shots)
+                         + "\nRandom actions (temporal pairs, no augmentation) minus each method:\n\n"
+                         + tests_against(results, shots, "random_actions")
                          + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
   run(runs, args.scale, args.seeds, report=write, table_only=args.table_only)
