@@ -319,6 +319,18 @@ def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
     pretrain.validate(tiny_config(**{"explorer": "novelty", "planner.k": 9}))
 
 
+def _sampled_and_learned(config, env):
+  """(step parts, initial state, key, a sampled batch, the learner's encoded features of it)."""
+  pretrain.validate(config)
+  parts = pretrain.step_parts(config, env)
+  init, _ = pretrain.make_pretrain(config, env)
+  state = jax.jit(init)(jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(1)
+  seq = jax.jit(parts["sample"])(state.buffer, key)
+  _, _, _, encoded = jax.jit(parts["learn"])(state.learner, seq, key)
+  return parts, state, key, seq, encoded
+
+
 @pytest.mark.parametrize("reference,nstep_reward", [("batch", "sum"), ("population", "sum"), ("batch", "first")])
 def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(env, reference, nstep_reward):
   """Encode once: the agent update fed the learner's features of frames 0 and pair_offset gives the
@@ -327,13 +339,7 @@ def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(
   batch reward's kNN distances take a square root near 0 (a frame's distance to itself and to
   replayed duplicates), which lifts that to about 1e-4 relative, hence its looser tolerance."""
   config = tiny_config(**{"apt.reference": reference, "apt.nstep_reward": nstep_reward, "learner.pair_offset": 1})
-  pretrain.validate(config)
-  parts = pretrain.step_parts(config, env)
-  init, _ = pretrain.make_pretrain(config, env)
-  state = jax.jit(init)(jax.random.PRNGKey(0))
-  key = jax.random.PRNGKey(1)
-  seq = jax.jit(parts["sample"])(state.buffer, key)
-  _, _, _, encoded = jax.jit(parts["learn"])(state.learner, seq, key)
+  parts, state, key, seq, encoded = _sampled_and_learned(config, env)
   assert sorted(encoded) == [0, 1]
   update = jax.jit(parts["agent_update"])
   reused = update(state.agent, state.learner.params, seq, key, state.step, encoded)
@@ -355,13 +361,7 @@ def test_first_nstep_reward_with_pairs_n_apart_encodes_no_frame_in_the_agent_upd
   counts what that saves)."""
   n = 3
   config = tiny_config(**{"apt.nstep_reward": "first", "agent.nstep": n, "learner.pair_offset": n})
-  pretrain.validate(config)
-  parts = pretrain.step_parts(config, env)
-  init, _ = pretrain.make_pretrain(config, env)
-  state = jax.jit(init)(jax.random.PRNGKey(0))
-  key = jax.random.PRNGKey(1)
-  seq = jax.jit(parts["sample"])(state.buffer, key)
-  _, _, _, encoded = jax.jit(parts["learn"])(state.learner, seq, key)
+  parts, state, key, seq, encoded = _sampled_and_learned(config, env)
   update = jax.jit(parts["agent_update"])
   args = (state.agent, state.learner.params, seq, key, state.step, encoded)
   blank = seq.replace(obs=jnp.zeros_like(seq.obs))
