@@ -3,6 +3,7 @@ real images, and do exploration, temporal pairs and augmentation matter?
 
     python experiments/t1_vision_transfer.py --workdir runs/t1 --runs runs/cpu --scale cpu  # hours on 2 cores; resumable
     python experiments/t1_vision_transfer.py --workdir runs/t1 --runs runs/cpu --table-only  # probe and tabulate what ran
+    ... --methods palm palm_aug --keep-from runs/t1/results.json  # pretrain these first; keep every cell already probed
 
 Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.py):
   palm            APT explorer, temporal pairs (o_t, o_t+offset), no augmentation (the paper)
@@ -39,6 +40,7 @@ results.json, t1_vision_transfer.png.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +92,13 @@ def job_overrides(method: str, sigma: float | None) -> dict | None:
 
 
 def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results, shots, sigma: None,
-        table_only: bool = False) -> dict:
+        table_only: bool = False, methods=None, kept: dict | None = None) -> dict:
   """-> ({method: {dataset: {"linear": [per seed], "few_shot": [per seed]}}}, shots, best sigma);
   report(results, shots, sigma) after every run, for partial tables. Seed 0 of every method first
   (the sweep with it), then the other seeds, of the sweep's best sigma only. table_only: probe and
-  tabulate the runs that finished, pretrain nothing."""
+  tabulate the runs that finished, pretrain nothing; methods: pretrain only these (the others as
+  table_only); kept: an earlier results.json's "results", whose cells of a (method, seed) are
+  taken as they are, neither pretrained nor probed again (with the floors of its random_actions seed)."""
   n_seeds, steps, probe_sets = SCALE[scale]
   n_seeds = seeds or n_seeds
   cfg = common.probe_config(scale)
@@ -108,6 +112,16 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
       for kind in ("linear", "few_shot"):
         results[method][dataset][kind].append(found[kind])
 
+  def keep(method, seed) -> bool:
+    """Copies (method, seed)'s cells from `kept`; False where it does not hold them all."""
+    held = (kept or {}).get(method, {})
+    if not all(len(held.get(d, {}).get(k, ())) > seed for d in probe_sets for k in ("linear", "few_shot")):
+      return False
+    for d in probe_sets:
+      for k in ("linear", "few_shot"):
+        results[method][d][k].append(held[d][k][seed])
+    return True
+
   def wanted(seed, method, sigma):
     swept = method.startswith("genrep_latent_s")
     return seed == 0 or not swept or (sigma is not None and method == f"genrep_latent_s{sigma}")
@@ -118,10 +132,19 @@ def run(runs: Path, scale: str, seeds: int | None = None, report=lambda results,
       sigma = best_sigma(results) if sigma is None else sigma
       overrides = job_overrides(method, sigma)
       encoder = Path(runs) / f"{method}_seed{seed}" / f"encoder_{steps}"
-      if overrides is None or not wanted(seed, method, sigma) or (table_only and not encoder.exists()):
+      if overrides is None or not wanted(seed, method, sigma):
+        continue
+      floors = method == "random_actions"  # the floors at the same architecture and input shape (pixels: once)
+      if keep(method, seed):
+        if floors:
+          keep("random_encoder", seed)
+          if seed == 0:
+            keep("raw_pixels", 0)
+        continue
+      if (table_only or (methods is not None and method not in methods)) and not encoder.exists():
         continue
       record(method, common.encoder_at(encoder.parent, scale, overrides, seed, steps))
-      if method == "random_actions":  # the floors at the same architecture and input shape (pixels: once)
+      if floors:
         record("random_encoder", encoder, 1000 + seed)
         if seed == 0:
           record("raw_pixels", encoder, "pixels")
@@ -192,6 +215,11 @@ def main():
   parser = common.parser(__doc__)
   parser.add_argument("--seeds", type=int, default=None, help="override the scale's number of seeds")
   parser.add_argument("--table-only", action="store_true", help="probe and tabulate the finished runs, pretrain nothing")
+  parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
+                      help="pretrain only these methods (the others: their finished runs and --keep-from cells)")
+  parser.add_argument("--keep-from", type=Path, default=None,
+                      help="an earlier results.json of the same scale and code (its own workdir's: a resumed table probes only new runs): "
+                           "the cells it holds are taken as they are")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +236,8 @@ def main():
     missing = sum(not v for by_d in results.values() for by_k in by_d.values() for v in by_k.values())
     resume = (f"\n{missing} cells are missing (or short of seeds, as marked); this resumes them: "
               f"`python experiments/t1_vision_transfer.py --workdir {args.workdir} --runs {runs} --scale {args.scale}"
-              f"{f' --seeds {args.seeds}' if args.seeds else ''}`\n" if missing else "")
+              f"{f' --seeds {args.seeds}' if args.seeds else ''}{f' --keep-from {args.keep_from}' if args.keep_from else ''}`\n"
+              if missing else "")
     common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
                          f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, "
                          f"and a ridge probe on {shots} labelled images per class (its L2 chosen by leave-one-out on them). "
@@ -219,7 +248,8 @@ def main():
                          + tests_against(results, shots, "random_actions")
                          + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
-  run(runs, args.scale, args.seeds, report=write, table_only=args.table_only)
+  kept = json.loads(args.keep_from.read_text())["results"] if args.keep_from else None
+  run(runs, args.scale, args.seeds, report=write, table_only=args.table_only, methods=args.methods, kept=kept)
 
 
 if __name__ == "__main__":

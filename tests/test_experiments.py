@@ -79,6 +79,22 @@ def test_t4_tabulates_judge_metrics_of_apt_and_random_actions_from_t1(t1_dir, tm
   assert "| T1, steps 0-3 | palm |" in text and "| T1, steps 3-6 | random_actions |" in text
 
 
+def test_t1_takes_kept_cells_as_they_are_and_pretrains_only_the_methods_named(tmp_path, monkeypatch):
+  common, t1 = importlib.import_module("common"), importlib.import_module("t1_vision_transfer")
+  cells = lambda v: {"digits": {"linear": [v], "few_shot": [v - 0.1]}}
+  kept = {"palm": cells(0.9), "random_actions": cells(0.8), "random_encoder": cells(0.7), "raw_pixels": cells(0.95)}
+  monkeypatch.setattr(common, "probed", lambda *a: pytest.fail("a kept cell was probed again"))
+  ran = []
+  monkeypatch.setattr(common, "encoder_at", lambda path, *a: ran.append(path.name) or pytest.fail(f"pretrained {path.name}"))
+  results, _, sigma = t1.run(tmp_path, "tiny", methods=["palm", "random_actions"], kept=kept)
+  assert not ran and sigma is None  # the sweep holds no cells: no best sigma, no genrep_latent_noaug
+  for method, by_dataset in kept.items():
+    assert results[method] == by_dataset
+  assert all(not results[m]["digits"]["linear"] for m in results if m not in kept)
+  with pytest.raises(pytest.fail.Exception, match="pretrained palm_aug_seed0"):  # named and not kept: it runs
+    t1.run(tmp_path, "tiny", methods=["palm_aug"], kept=kept)
+
+
 def test_t4_names_a_t1_dir_without_runs(tmp_path, monkeypatch):
   with pytest.raises(SystemExit, match="holds no random_actions, palm runs"):
     _main(monkeypatch, "t4_exploration", "--workdir", str(tmp_path / "t4"), "--from-t1", str(tmp_path))
