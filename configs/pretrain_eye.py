@@ -4,7 +4,7 @@
     palmup import-generator --config configs/import_eye_generator.py --workdir runs/eye
     palmup pretrain --config configs/pretrain_eye.py --workdir runs/pretrain_eye
 
-The eye DCGAN sees the latent's norm, and the paper's EMA shrinks it (README "Latent dynamics"),
+The eye DCGAN sees the latent's norm, and the paper's EMA shrinks it (README "The latent world"),
 so this config uses the variance-preserving EMA. Its decode runs at about 100 img/s on a 2-core
 CPU, so the replay stores pixels here (12 KB per 64x64x3 frame) to avoid re-decoding every
 sampled frame; with replay.storage=latents a transition costs 0.8 KB but each step decodes
