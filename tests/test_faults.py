@@ -237,3 +237,37 @@ def test_machine_errors_read_as_one_line_and_code_errors_do_not():
   assert "rerun the same command: it resumes" in full
   assert environment_message(OSError(errno.EROFS, "Read-only file system", "/ro")).endswith("use a path you can write to")
   assert environment_message(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None  # a traceback
+
+
+def test_late_asyncio_noise_of_a_damaged_checkpoint_read_is_dropped_and_other_errors_are_not(tmp_path, caplog):
+  """orbax leaves failed read tasks that the garbage collector logs at any time later ("Task
+  exception was never retrieved"); those of checkpoints already reported damaged must not follow the
+  run's one-line error, and an unrelated failed task must still be logged."""
+  import asyncio
+  import gc
+  import warnings
+  from palmup.checkpoints import CheckpointError, Checkpoints
+  state = {"w": np.ones((3, 4), np.float32), "b": np.zeros(4, np.float32)}
+  Checkpoints(tmp_path, keep=2).save(1, state)
+  for f in (tmp_path / "checkpoints").rglob("*"):
+    if f.is_file() and "ocdbt" in str(f.relative_to(tmp_path)):
+      f.write_bytes(b"\0" * 7)
+  with warnings.catch_warnings(record=True), pytest.raises(CheckpointError, match="none of the checkpoints 1 "):
+    Checkpoints(tmp_path, keep=2).restore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
+
+  async def read(path):
+    raise ValueError(f'DATA_LOSS: Error reading in OCDBT database at local file "{path}/default/"')
+
+  def failed_task_collected(path):
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(read(path))
+    loop.run_until_complete(asyncio.wait([task]))
+    del task
+    gc.collect()  # the task is deleted with its exception unretrieved: asyncio logs it
+    loop.close()
+
+  caplog.clear()
+  failed_task_collected(tmp_path / "checkpoints" / "1")
+  assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+  failed_task_collected(tmp_path / "checkpoints" / "12")  # not a checkpoint reported damaged
+  assert [r for r in caplog.records if "never retrieved" in r.getMessage()]

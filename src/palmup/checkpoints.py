@@ -15,6 +15,7 @@ A failed save (a full disk) is a UserError naming the last good checkpoint, whic
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -93,6 +94,24 @@ def _quietly(read, noise):
       return None, e
 
 
+class _DamagedReadNoise(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" records for reads of checkpoints already
+  reported damaged: orbax leaves one such task per array of a failed read, and the garbage collector
+  may log them at any time later (at exit too), after the run's one-line error."""
+
+  def __init__(self):
+    super().__init__()
+    self.paths: set[str] = set()
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+    return "never retrieved" not in text or not any(p in text for p in self.paths)
+
+
+_DAMAGED_READ_NOISE = _DamagedReadNoise()
+logging.getLogger("asyncio").addFilter(_DAMAGED_READ_NOISE)
+
+
 class Checkpoints:
   """workdir/checkpoints, keeping the newest `keep`; saves every `interval`-th step it is given."""
 
@@ -140,6 +159,7 @@ class Checkpoints:
   def _damaged(self, step: int, e: Exception) -> int:
     warnings.warn(f"checkpoint {step} in {self.directory} is unreadable and is skipped: "
                   f"{type(e).__name__}: {str(e)[:200]}", stacklevel=3)
+    _DAMAGED_READ_NOISE.paths.add(f"{self.directory / str(step)}/")
     return step
 
   def _move_damaged_aside(self, steps: list[int]):
