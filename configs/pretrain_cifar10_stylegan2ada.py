@@ -37,7 +37,8 @@ def get_config():
   # temperature 0.5; bfloat16 compute with float32 parameters. lr: unknown (Adam, palmup's).
   c.learner.encoder.update(name="resnet18", stem="cifar", width=64)
   c.learner.update(dtype="bfloat16", head_hidden=2048, head_out=128, temperature=0.5, lr=1e-3,
-                   pair_offset=4)  # unknown: the paper's positives are consecutive frames (pair_offset=1)
+                   pair_offset=4,  # unknown: the paper's positives are consecutive frames (pair_offset=1)
+                   augment="none")  # the paper: temporal pairs with no augmentation (the main config augments)
   c.agent.update(hidden=1024, seed_steps=500)  # URLB's hidden size; seed phase: unknown
   c.train.update(steps=100_000, chunk_steps=100, warmup_steps=8, checkpoint_every=10, keep_checkpoints=3)  # unknown budget
   c.log.update(strip_every=20, judge="")  # the shipped judge knows Fashion-MNIST, not CIFAR-10

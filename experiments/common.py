@@ -25,6 +25,9 @@ TINY_PROBE = {"train_examples": 300, "random_seeds": 1, "logistic.steps": 20, "l
 # near the CPU's matmul rate, so only fewer FLOPs help), so 1,200-3,000-step tables with 3 seeds fit
 # 2 cores. T3 and T4 (pretrain_run) keep the main config.
 CPU_PRETRAIN = {"learner.encoder.widths": (16, 32, 64, 128), "obs_size": 24}
+# Every experiment's pretraining uses the paper's unaugmented pairs unless its method says otherwise
+# (T1's *_aug and static methods): the tables were measured so, before the main config augmented.
+PAPER_LEARNER = {"learner.augment": "none"}
 # The accelerator scale (documented, not run here): the same CNN pipeline, bigger everything.
 FULL_PRETRAIN = {"num_envs": 1024, "replay.batch_size": 1024, "replay.capacity": 1024, "train.steps": 20000,
                  "train.chunk_steps": 100, "learner.encoder.name": "resnet18", "agent.hidden": 1024}
@@ -37,7 +40,7 @@ def pretrain_run(workdir: Path, scale: str, overrides: dict, seed: int) -> Path:
   if not (workdir / "encoder" / "learner.json").exists():
     base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", {}),
                     "full": ("pretrain_fashion_mnist", FULL_PRETRAIN)}[scale]
-    config = configs.load(base, seed=seed, **{"eval.enabled": False, **scaled, **overrides})
+    config = configs.load(base, seed=seed, **{"eval.enabled": False, **PAPER_LEARNER, **scaled, **overrides})
     pretrain.main(config, workdir)
   return workdir
 

@@ -1,8 +1,8 @@
 """SimCLR-style image augmentation in JAX, per image, for float images [B, H, W, C] in [-1, 1].
 
 Random resized crop (scale in [crop_min, 1], aspect 3/4..4/3, bilinear back to H x W), horizontal
-flip, and colour jitter (brightness and contrast; saturation too for RGB). Used by the `augment`
-ablations and by the static-generator baseline; palmup's temporal pairs need none.
+flip, and colour jitter (brightness and contrast; saturation too for RGB). Used on the temporal
+pairs (`learner.augment=add`, the main config's default, or `only`) and by the static baseline.
 """
 from __future__ import annotations
 
