@@ -12,8 +12,8 @@ of one episode, each frame of a pair augmented (learner.augment="add": random re
 jitter). The paper's learner uses no augmentation (--config.learner.augment=none; its pairs are
 consecutive: --config.learner.pair_offset=1); the default follows T1 (experiments/README.md): with
 augmentation the temporal pairs beat the unaugmented ones on the linear probe of all three datasets
-(+0.7 / +2.3 / +2.8 points, p 0.016 / 0.020 / 0.013, 3 seeds) and lose on none. Its cost: the agent
-update then encodes frames 0 and n itself (the learner's features are of augmented views).
+(+0.7 / +2.3 / +2.8 points, p 0.016 / 0.020 / 0.013, 3 seeds) and lose on none. The agent then
+trains on augmented views too (the learner's of frame 0 reused, frame n augmented), as URLB's APT.
 Baselines on the same loop: --config.explorer=random, or --config.explorer=static
 --config.learner.augment=only (GenRep-style i.i.d. samples with augmentation pairs), plus
 --config.static_source=fashion_mnist for SimCLR on the real training images.

@@ -183,13 +183,16 @@ def tests_against(results, shots, ref: str = "palm") -> str:
 
 
 def pixel_verdicts(results, shots) -> str:
-  """A sentence per method and dataset whose mean does not beat raw pixels (evaluate.pixel_verdict)."""
+  """A sentence per method and dataset whose mean does not beat raw pixels (evaluate.pixel_verdict),
+  of the (method, dataset) cells probed beside the pixels'."""
   mean = lambda m, d: {"logistic": float(np.mean(results[m][d]["linear"])),
                        f"{shots}-shot": float(np.mean(results[m][d]["few_shot"]))}
-  lines = [evaluate.pixel_verdict(f"{m} on {d}", mean(m, d), mean("raw_pixels", d))
-           for m in results if m != "raw_pixels" for d in results[m]
-           if results[m][d]["linear"] and results["raw_pixels"][d]["linear"]]
-  return "\n\n".join(line for line in lines if line) or "Every method beats raw pixels on every probe and dataset."
+  probed = [(m, d) for m in results if m != "raw_pixels" for d in results[m]
+            if results[m][d]["linear"] and results["raw_pixels"][d]["linear"]]
+  if not probed:
+    return "Raw pixels are not probed beside any method yet: no comparison with them."
+  lines = [evaluate.pixel_verdict(f"{m} on {d}", mean(m, d), mean("raw_pixels", d)) for m, d in probed]
+  return "\n\n".join(line for line in lines if line) or "Every method probed beats raw pixels on every probe and dataset."
 
 
 def plot(results, shots, path: Path):

@@ -202,3 +202,15 @@ def test_a_run_stopped_before_its_budget_says_how_to_resume(tmp_path, monkeypatc
   monkeypatch.setattr(common.pretrain, "main", lambda config, workdir: None)  # as after a SIGTERM: no encoder/
   with pytest.raises(SystemExit, match="stopped before 6 steps; rerun the same command to resume it"):
     common.encoder_at(tmp_path / "palm_seed0", "tiny", {"explorer": "apt"}, 0, 6)
+
+
+def test_t1_pixel_verdicts_compare_only_cells_probed_beside_the_pixels():
+  t1 = importlib.import_module("t1_vision_transfer")
+  cells = lambda *v: {"digits": {"linear": list(v), "few_shot": list(v)}}
+  results = {"palm": cells(0.9, 0.92), "random_encoder": cells(), "raw_pixels": cells()}
+  assert t1.pixel_verdicts(results, "10").startswith("Raw pixels are not probed beside any method yet")
+  results["raw_pixels"] = cells(0.95)
+  verdicts = t1.pixel_verdicts(results, "10")
+  assert "palm on digits" in verdicts and "random_encoder" not in verdicts  # below pixels; never probed
+  results["raw_pixels"] = cells(0.5)
+  assert t1.pixel_verdicts(results, "10") == "Every method probed beats raw pixels on every probe and dataset."

@@ -358,13 +358,14 @@ def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(
       np.testing.assert_allclose(x, y, rtol=0, atol=2.5 * lr, err_msg=net)
 
 
-def test_first_nstep_reward_with_pairs_n_apart_encodes_no_frame_in_the_agent_update(env):
+@pytest.mark.parametrize("augment", ["none", "add"])
+def test_first_nstep_reward_with_pairs_n_apart_encodes_no_frame_in_the_agent_update(env, augment):
   """URLB's one reward of frame 0, learner pairs (0, n): the learner has encoded every frame the
-  agent update reads, so it reads no pixels: blanking them changes nothing (benchmarks/step_flops.py
-  counts what that saves)."""
+  agent update reads (with augment="add", their augmented views, which the agent then trains on), so
+  it reads no pixels: blanking them changes nothing (benchmarks/step_flops.py counts what that saves)."""
   n = 3
   config = tiny_config(**{"apt.nstep_reward": "first", "agent.nstep": n, "learner.pair_offset": n,
-                          "learner.augment": "none"})
+                          "learner.augment": augment})
   parts, state, key, seq, encoded = _sampled_and_learned(config, env)
   update = jax.jit(parts["agent_update"])
   args = (state.agent, state.learner.params, seq, key, state.step, encoded)
@@ -374,3 +375,22 @@ def test_first_nstep_reward_with_pairs_n_apart_encodes_no_frame_in_the_agent_upd
     np.testing.assert_array_equal(x, y)
   encoding = update(state.agent, state.learner.params, blank, key, state.step, {})  # it must encode 0 and n
   assert not np.allclose(encoding[1]["q_target"], seen[1]["q_target"])
+
+
+def test_with_augmentation_the_agent_update_encodes_augmented_frames(env):
+  """learner.augment="add": the frames the agent update encodes itself (frame n) are augmented as
+  the learner's reused views are; "none": the raw frames. Same sample, key and parameters."""
+  n = 3
+  runs = {}
+  for augment in ("none", "add"):
+    config = tiny_config(**{"apt.nstep_reward": "first", "agent.nstep": n, "learner.pair_offset": 1,
+                            "learner.augment": augment})
+    parts, state, key, seq, encoded = _sampled_and_learned(config, env)
+    assert sorted(encoded) == [0, 1]
+    same_frame_0 = {0: runs["none"][1][0]} if runs else {0: encoded[0]}  # frame 0's features held fixed
+    runs[augment] = (jax.jit(parts["agent_update"])(state.agent, state.learner.params, seq, key, state.step,
+                                                     same_frame_0), encoded, seq.obs)
+  (none, enc_none, obs_none), (add, enc_add, obs_add) = runs["none"], runs["add"]
+  np.testing.assert_array_equal(obs_none, obs_add)  # the same sample
+  assert not np.allclose(enc_none[1], enc_add[1], atol=1e-4)  # the learner's views: raw vs augmented
+  assert not np.allclose(none[1]["q_target"], add[1]["q_target"], atol=1e-5)  # frame n: raw vs augmented

@@ -94,8 +94,10 @@ class Learner:
     return jax.tree.map(lambda a: a.astype(jnp.float32), self.model.apply(params, images))
 
   def features(self, params, obs) -> jax.Array:
-    """uint8 obs [B, H, W, C] -> encoder features [B, D], detached (for the explorer and probes)."""
-    return jax.lax.stop_gradient(self.apply(params, transforms.to_float(obs))[0])
+    """uint8 obs [B, H, W, C] (or float views in [-1, 1]) -> encoder features [B, D], detached (for
+    the explorer and probes)."""
+    x = obs if jnp.issubdtype(obs.dtype, jnp.floating) else transforms.to_float(obs)
+    return jax.lax.stop_gradient(self.apply(params, x)[0])
 
   def update(self, state: LearnerState, view_a, view_b, labels, valid):
     """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels.

@@ -51,6 +51,7 @@ import numpy as np
 from etils import epath
 
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
+from palmup.augment import augment
 from palmup.data import datasets, transforms
 from palmup.errors import UserError
 from palmup.env import LATENT_SPACES, EnvState, LatentEnv, make_env, params_from_config
@@ -223,8 +224,9 @@ def step_parts(config, env: LatentEnv, mesh=None) -> dict:
     visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
 
   `encoded` is {frame index: detached features [B, D]} of the sampled frames the learner has
-  encoded at the parameters the agent uses (frames 0 and pair_offset, when the views are the raw
-  frames; {} with augmentation): the agent update encodes only the other frames it needs.
+  encoded at the parameters the agent uses (frames 0 and pair_offset; their augmented views when
+  learner.augment = "add"): the agent update encodes only the other frames it needs (augmented
+  too, then).
   """
   loop = Loop.make(config, env, mesh)
   if loop.replay is None:
@@ -357,20 +359,25 @@ class Loop:
     lc = self.config.learner
     a, b, valid = contrastive_views(key, seq.obs, seq.first, lc.pair_offset, lc.augment, lc.crop_min, lc.jitter)
     learner_state, metrics, (h_a, h_b) = self.learner.update(learner_state, a, b, seq.label[:, 0], valid)
-    encoded = {} if lc.augment != "none" else {0: h_a, lc.pair_offset: h_b}  # augmented views are not the frames
+    encoded = {0: h_a} if lc.augment == "only" else {0: h_a, lc.pair_offset: h_b}  # "only": both views of frame 0
     return learner_state, metrics, self.pair_strip(a, b), encoded
 
   def agent_update(self, agent_state: AgentState, params, seq, key, step, encoded=None):
     """The agent's update on features of frames 0..n of the sampled sequences: of the frames it
     reads (ActorCritic.frames_read: 0 and n, and the rewarded frames for the batch reward), those in
-    `encoded` reused, the others encoded here in one batch. Frames it does not read are left zero."""
-    n = self.config.agent.nstep
+    `encoded` reused, the others encoded here in one batch. Frames it does not read are left zero.
+    With learner.augment != "none" the learner's features are of augmented views, and the frames
+    encoded here are augmented too: the agent trains on augmented observations, as URLB's APT does."""
+    lc, n = self.config.learner, self.config.agent.nstep
     needed = self.agent.frames_read(n)
     encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
     missing = [i for i in needed if i not in encoded]
     if missing:
       frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
-      h = self.learner.features(params, frames.reshape((-1,) + frames.shape[2:])).reshape(self.batch, len(missing), -1)
+      frames = frames.reshape((-1,) + frames.shape[2:])
+      if lc.augment != "none":
+        frames = augment(jax.random.fold_in(key, 1), transforms.to_float(frames), lc.crop_min, lc.jitter)
+      h = self.learner.features(params, frames).reshape(self.batch, len(missing), -1)
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
     features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
