@@ -49,18 +49,20 @@ class LearnerState:
   opt_state: optax.OptState
 
 
+def view(key, obs, mode: str, crop_min: float, jitter: float) -> jax.Array:
+  """uint8 obs [B, H, W, C] -> the learner's view of each frame, float [B, H, W, C] in [-1, 1]: the
+  frame itself for mode "none", a random augmentation of it otherwise."""
+  images = transforms.to_float(obs)
+  return images if mode == "none" else augment(key, images, crop_min, jitter)
+
+
 def contrastive_views(key, obs, first, offset: int, mode: str, crop_min: float, jitter: float):
   """obs uint8 [B, L, H, W, C], first [B, L] -> (view_a, view_b) float [B, H, W, C], valid [B]."""
-  a = transforms.to_float(obs[:, 0])
+  ka, kb = jax.random.split(key)
+  a = view(ka, obs[:, 0], mode, crop_min, jitter)
   if mode == "only":
-    ka, kb = jax.random.split(key)
-    return (augment(ka, a, crop_min, jitter), augment(kb, a, crop_min, jitter),
-            jnp.ones(a.shape[0], bool))
-  b = transforms.to_float(obs[:, offset])
-  if mode == "add":
-    ka, kb = jax.random.split(key)
-    a, b = augment(ka, a, crop_min, jitter), augment(kb, b, crop_min, jitter)
-  return a, b, same_episode(first, offset)
+    return a, view(kb, obs[:, 0], mode, crop_min, jitter), jnp.ones(a.shape[0], bool)
+  return a, view(kb, obs[:, offset], mode, crop_min, jitter), same_episode(first, offset)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,13 +51,12 @@ import numpy as np
 from etils import epath
 
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
-from palmup.augment import augment
 from palmup.data import datasets, transforms
 from palmup.errors import UserError
 from palmup.env import LATENT_SPACES, EnvState, LatentEnv, make_env, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
-from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder
+from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder, view
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.planner import NoveltyPlanner
@@ -366,18 +365,18 @@ class Loop:
     """The agent's update on features of frames 0..n of the sampled sequences: of the frames it
     reads (ActorCritic.frames_read: 0 and n, and the rewarded frames for the batch reward), those in
     `encoded` reused, the others encoded here in one batch. Frames it does not read are left zero.
-    With learner.augment != "none" the learner's features are of augmented views, and the frames
-    encoded here are augmented too: the agent trains on augmented observations, as URLB's APT does."""
+    The frames encoded here are the learner's views of them (learner.view), as the reused ones are:
+    augmented unless learner.augment = "none", so the agent trains on augmented observations, as
+    URLB's APT does."""
     lc, n = self.config.learner, self.config.agent.nstep
     needed = self.agent.frames_read(n)
     encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
     missing = [i for i in needed if i not in encoded]
     if missing:
       frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
-      frames = frames.reshape((-1,) + frames.shape[2:])
-      if lc.augment != "none":
-        frames = augment(jax.random.fold_in(key, 1), transforms.to_float(frames), lc.crop_min, lc.jitter)
-      h = self.learner.features(params, frames).reshape(self.batch, len(missing), -1)
+      views = view(jax.random.fold_in(key, 1), frames.reshape((-1,) + frames.shape[2:]), lc.augment, lc.crop_min,
+                   lc.jitter)
+      h = self.learner.features(params, views).reshape(self.batch, len(missing), -1)
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
     features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
