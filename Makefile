@@ -2,12 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
-# XLA:CPU's YNNPACK fusion of the encoder has a cliff at a batch of 256 frames (4.6-5.7x slower per
-# image; benchmarks/README.md): without it the main config's loop step is 0.60 s instead of 0.87 on
-# 2 cores. Set XLA_FLAGS yourself to keep XLA's default.
-export XLA_FLAGS ?= --xla_cpu_experimental_ynn_fusion_type=
 
-.PHONY: install pretrain demo test test-slow bench
+.PHONY: install pretrain demo test test-slow bench preflight
 install:
 	./scripts/install.sh
 
@@ -28,6 +24,13 @@ $(EYE_WHEEL):
 test-slow: install $(EYE_WHEEL)
 	$(VENV)/bin/pip install -q torch==2.13.0
 	PALMUP_EYE_WHEEL=$(EYE_WHEEL) $(PY) -m pytest -q -m slow
+
+# Both accelerator recipes compiled at full size for two TPU slices by libtpu's compile-only client
+# (no TPU): fails if either does not compile or does not fit its chips' memory (palmup.preflight).
+PREFLIGHT := $(VENV)/bin/palmup preflight --config configs/preflight.py --config.topology=v5litepod-16,v5p-8 --config.parallel=2
+preflight: install
+	$(PREFLIGHT) --workdir runs/preflight/cifar10 --config.run.config=configs/pretrain_cifar10_stylegan2ada.py
+	$(PREFLIGHT) --workdir runs/preflight/accelerator --config.run.config=configs/pretrain_accelerator.py
 
 # Every benchmark, full sizes: runs/bench/bench.json and bench.md (`--quick`: smoke-test sizes).
 bench: install

@@ -99,15 +99,26 @@ class Compilations:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Pretrain:
-  """A pretraining config as `palmup pretrain` runs it: its env and mesh, the jitted init and chunk
-  with their shardings (pretrain.jit_pretrain), and the step's parts (pretrain.step_parts)."""
+  """A pretraining config as `palmup pretrain` runs it: its world (placed on the mesh) and mesh, the
+  jitted init and chunk with their shardings (pretrain.jit_pretrain; `init(key)` and `chunk(state)`
+  call them on the world), and the step's parts (pretrain.step_parts)."""
   config: object
-  env: object
+  world: object
   mesh: object
-  init: Callable
-  chunk: Callable
+  jit_init: Callable
+  jit_chunk: Callable
   shardings: object
   parts: dict
+
+  @property
+  def env(self):
+    return self.world.env
+
+  def init(self, key):
+    return self.jit_init(self.world, key)
+
+  def chunk(self, state):
+    return self.jit_chunk(self.world, state)
 
 
 def load_env(config: str, overrides: tuple[tuple[str, object], ...] = ()):
@@ -127,8 +138,10 @@ def pretrain_setup(config: str, overrides: tuple[tuple[str, object], ...] = ()) 
   from palmup import pretrain, sharding
   config, env = load_env(config, overrides)
   mesh = sharding.make_mesh()
-  init, chunk, shardings = pretrain.jit_pretrain(config, env, mesh)
-  return Pretrain(config, env, mesh, init, chunk, shardings, pretrain.step_parts(config, env, mesh))
+  world = pretrain.make_world(config, env)
+  init, chunk, shardings = pretrain.jit_pretrain(config, world, mesh)
+  return Pretrain(config, sharding.put_replicated(world, mesh), mesh, init, chunk, shardings,
+                  pretrain.step_parts(config, world, mesh))
 
 
 def chunk_call(setup: Pretrain, seed: int = 0) -> Callable[[], object]:

@@ -7,8 +7,9 @@ Parts (pretrain.step_parts): act (the actor on the envs' detached features, or u
 (every env's transition and decode), learn (the SimCLR update) and agent_update (APT's critic and
 actor update, apt only), each lowered alone, on one device, with inputs shaped by jax.eval_shape of
 the loop's state. A config whose generator is not on disk (the accelerator configs' imported worlds)
-gets one of the same kind and shape with random weights: the eye DCGAN's for
-pretrain_accelerator.py, cifar10.pkl's for pretrain_cifar10_stylegan2ada.py. FLOPs are a count of
+gets the random-weight generator of the same kind and shape its `stand_in` key names
+(palmup.generators.STAND_INS): the eye DCGAN's for pretrain_accelerator.py, cifar10.pkl's for
+pretrain_cifar10_stylegan2ada.py. FLOPs are a count of
 the program, not a measurement of time; `bytes accessed` is XLA's estimate of memory traffic.
 Figures: agent_update / learn and env_step / learn FLOPs per config, and agent_update / learn with
 apt.nstep_reward=sum (the n-step sum of the rewards of frames 1..n, which the update encodes) instead
@@ -25,24 +26,17 @@ import jax
 import jax.numpy as jnp
 
 import benchlib
-import stylegan2ada_forward
 
 SIZES = dict(config="pretrain_fashion_mnist,pretrain_accelerator,pretrain_cifar10_stylegan2ada")
 QUICK = dict(config="pretrain_tiny")
-# generators the accelerator configs expect to be imported: (kind, latent_dim, kwargs) of the same shape
-STAND_INS = {"pretrain_accelerator": ("eye_dcgan", 100, {}),
-             "pretrain_cifar10_stylegan2ada": ("stylegan2_ada", 512, {**stylegan2ada_forward.SHAPES["cifar10"],
-                                                                      "dtype": "bfloat16"})}
-
-
 def _generator_override(config: str) -> tuple[tuple[str, object], ...]:
-  """(('generator', path),) of a random-weight stand-in when the config's own generator is absent."""
+  """(('generator', path),) of the config's random-weight stand-in (its `stand_in` key,
+  palmup.generators.STAND_INS) when its own generator is not on disk."""
   from palmup import configs, generators
-  path = configs.load(config).generator
-  if path.startswith("builtin:") or (Path(path) / "generator.json").exists() or Path(config).stem not in STAND_INS:
+  c = configs.load(config)
+  if generators.exists(c.generator) or not c.stand_in:
     return ()
-  kind, latent_dim, kwargs = STAND_INS[Path(config).stem]
-  gen = generators.make(kind, latent_dim, kwargs)
+  gen = generators.stand_in(c.stand_in)
   directory = Path(tempfile.mkdtemp(prefix="palmup_stand_in_")) / "generator"
   generators.save(directory, gen, gen.init(jax.random.PRNGKey(0)))
   return (("generator", str(directory)),)

@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 
 import benchlib
+from palmup.generators import STAND_INS
 
 SHAPES = {
     "tiny": dict(z_dim=8, c_dim=3, w_dim=8, resolution=8, img_channels=3, channels=(8, 8), mapping_layers=2),
     "cond32": dict(z_dim=64, c_dim=10, w_dim=64, resolution=32, img_channels=3, channels=(64, 64, 64, 32),
                    mapping_layers=2, conv_clamp=256.0),
-    "cifar10": dict(z_dim=512, c_dim=10, w_dim=512, resolution=32, img_channels=3, channels=(512, 512, 512, 512),
-                    mapping_layers=2, conv_clamp=256.0),
+    "cifar10": {k: v for k, v in STAND_INS["stylegan2_ada_cifar10"][2].items() if k != "dtype"},  # cifar10.pkl's
 }
 SIZES = dict(shapes="cond32,cifar10", batch=8, matmul=2048, repeats=3)
 QUICK = dict(shapes="tiny", batch=2, matmul=256, repeats=2)

@@ -15,6 +15,9 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.target = "tpu"  # tpu | slurm
   c.dry_run = False  # print the commands (and write them to the workdir) without running them
+  # tpu, pretrain: first compile the run config for tpu.accelerator_type on this machine (palmup
+  # preflight, needs libtpu) and stop if it does not compile or fit the chips' memory
+  c.preflight = True
   c.repo = "https://github.com/palmup/palmup.git"  # tpu: cloned on every worker
   c.commit = "main"  # tpu: checked out on every worker
   c.jax_version = "0.10.2"  # tpu: jax[tpu]==this, matching the venv's jax

@@ -23,6 +23,7 @@ from pathlib import Path
 def get_config():
   c = runpy.run_path(str(Path(__file__).with_name("pretrain_fashion_mnist.py")))["get_config"]()
   c.generator = "runs/cifar10_world/generator"  # `palmup import-generator` output of cifar10.pkl
+  c.stand_in = "stylegan2_ada_cifar10"  # for `palmup preflight` without the pickle
   c.obs_size = 32  # the generator's resolution: no resize
   # unknown: "thousands of envs"; 512 per device on 8 devices. The decode is then 71% of a step's
   # 44.5 TFLOP (benchmarks/step_flops.py); num_envs=1024 makes a step about 18 TFLOP.

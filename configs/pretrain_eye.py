@@ -18,6 +18,7 @@ from pathlib import Path
 def get_config():
   c = runpy.run_path(str(Path(__file__).with_name("pretrain_fashion_mnist.py")))["get_config"]()
   c.generator = "runs/eye/generator"
+  c.stand_in = "eye_dcgan"
   c.obs_size = 64
   c.num_envs = 16
   c.env.variance_preserving = True

@@ -34,7 +34,8 @@ def get_config():
   # workdir); its architecture and input shape then replace learner.encoder / obs_size / channels.
   c.encoder = dict(path=ml_collections.FieldReference(None, field_type=str), mode="random",
                    obs_size=32, channels=1)
-  c.learner = dict(encoder=dict(name="conv", widths=(32, 64, 128, 256), features=256, stem="cifar", width=64))
+  c.learner = dict(encoder=dict(name="conv", widths=(32, 64, 128, 256), features=256, conv_grad="auto",
+                                stem="cifar", width=64))
   c.ppo = dict(num_envs=16, num_steps=64, total_env_steps=50_000, lr=2e-4, anneal_lr=True,
                update_epochs=4, num_minibatches=8, gamma=0.99, gae_lambda=0.8, clip_eps=0.2,
                ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, hidden=256, clip_rewards=False)

@@ -113,3 +113,20 @@ def test_cli_rejects_unknown_key_and_bad_value_before_work(tmp_path):
   assert "config.env.ema=1.5 is invalid; valid: in [0, 1]" in out.stderr
   out = _cli("fly", "--config", "configs/render_fashion_mnist.py", "--workdir", str(tmp_path / "c"))
   assert out.returncode != 0 and "train-generator" in out.stderr
+
+
+def test_palmup_turns_off_xla_cpus_ynnpack_fusion_unless_xla_flags_say_otherwise():
+  import palmup
+  environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  palmup.xla_defaults(environ)
+  assert environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type="
+  chosen = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}
+  palmup.xla_defaults(chosen)
+  assert chosen == {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}
+  empty = {}
+  palmup.xla_defaults(empty)
+  assert empty == {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+  # a fresh process that imports palmup starts JAX with the flag set
+  out = subprocess.run([sys.executable, "-c", "import palmup, os; print(os.environ['XLA_FLAGS'])"],
+                       env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, capture_output=True, text=True)
+  assert out.stdout.strip() == "--xla_cpu_experimental_ynn_fusion_type="

@@ -39,6 +39,20 @@ def test_second_order_gradient_matches_xla(grad):
   np.testing.assert_allclose(r1(grad), r1("xla"), rtol=1e-4, atol=1e-4)
 
 
+def test_the_auto_rule_follows_the_backend_and_a_learner_compiles_for_its_platform():
+  from ml_collections import ConfigDict
+  from palmup.learner import Learner
+  from palmup.nn.conv import rule_for
+  assert [rule_for("auto", p) for p in ("cpu", "gpu", "tpu")] == ["im2col", "xla", "xla"]
+  assert rule_for("taps", "tpu") == "taps" and rule_for("auto") == "im2col"  # this CPU is the default backend
+  encoder = dict(name="conv", widths=(4,), features=4, conv_grad="auto", stem="cifar", width=4)
+  config = ConfigDict(dict(encoder=encoder, head_hidden=4, head_out=4))
+  assert Learner(config, 2, "tpu").model.encoder.conv_grad == "xla"
+  assert Learner(config, 2).model.encoder.conv_grad == "im2col"
+  with pytest.raises(ValueError, match="auto.*got 'fast'"):
+    rule_for("fast", "cpu")
+
+
 def test_bad_padding_and_rule_are_named():
   with pytest.raises(ValueError, match="'FULL'"):
     conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding="FULL")

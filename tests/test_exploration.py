@@ -61,8 +61,9 @@ def test_the_loop_logs_judge_metrics_per_chunk():
   env = LatentEnv(gen, params, obs_size=8)
   config = load_config("pretrain_tiny", explorer="random", **{"log.judge_reference": 20})
   pretrain.validate(config)
-  init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
-  _, metrics, _ = chunk(init(jax.random.PRNGKey(0)))
+  world = pretrain.make_world(config, env)
+  init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+  _, metrics, _ = chunk(world, init(world, jax.random.PRNGKey(0)))
   for key in ("judge_coverage", "judge_coverage_min", "judge_agreement"):
     assert 0.0 <= float(metrics[key]) <= 1.0, key
   assert np.isfinite(float(metrics["judge_entropy"])) and np.isfinite(float(metrics["direction_entropy"]))

@@ -114,6 +114,11 @@ def test_action_stats_tell_a_collapsed_policy_from_a_spread_one():
   np.testing.assert_allclose(collapsed["cosine"], 1.0, rtol=1e-5)
   assert 0.5 < float(spread["std"]) < 0.65 and float(spread["saturation"]) < 0.02
   assert abs(float(spread["cosine"])) < 0.1
+  # the O(B A) cosine is the mean off-diagonal entry of the B x B cosine matrix
+  mixed = jnp.concatenate([uniform[:32], same[:32]]) * jnp.linspace(0.1, 3.0, 64)[:, None]
+  unit = mixed / jnp.linalg.norm(mixed, axis=-1, keepdims=True)
+  gram = np.asarray(unit @ unit.T, np.float64)
+  np.testing.assert_allclose(action_stats(mixed)["cosine"], (gram.sum() - np.trace(gram)) / (64 * 63), rtol=1e-5)
 
 
 @pytest.mark.slow  # about 15 s: apt.reference=population, not the default; `make test-slow`
@@ -216,7 +221,7 @@ def test_td3_delays_actor_and_target_updates():
 
 def _learner(**overrides):
   cfg = ml_collections.ConfigDict(dict(
-      encoder=dict(name="conv", widths=(8, 16), features=16, stem="cifar", width=8), head_hidden=16,
+      encoder=dict(name="conv", widths=(8, 16), features=16, conv_grad="auto", stem="cifar", width=8), head_hidden=16,
       head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", **overrides))
   return Learner(cfg, num_classes=3)
 

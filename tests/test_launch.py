@@ -11,8 +11,8 @@ from palmup.errors import UserError
 
 
 def test_tpu_dry_run_prints_create_install_and_the_same_command_on_every_worker(tmp_path, capsys):
-  config = load_config("launch", **{"dry_run": True, "tpu.name": "pod1", "tpu.zone": "us-central2-b",
-                                    "tpu.accelerator_type": "v4-32", "commit": "abc123",
+  config = load_config("launch", **{"dry_run": True, "preflight": False, "tpu.name": "pod1",
+                                    "tpu.zone": "us-central2-b", "tpu.accelerator_type": "v4-32", "commit": "abc123",
                                     "run.workdir": "gs://bucket/palm", "run.overrides": "--config.train.steps=1000"})
   launch.main(config, tmp_path)
   lines = capsys.readouterr().out.strip().splitlines()

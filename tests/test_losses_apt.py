@@ -81,6 +81,24 @@ def test_particle_reward_running_mean_over_batches():
     np.testing.assert_allclose([float(state.mean), float(state.count)], ref, rtol=1e-5)
 
 
+def test_knn_distances_ask_for_full_float32_matmuls_on_every_backend():
+  """At DEFAULT precision a TPU multiplies float32 in bfloat16 passes and a GPU in TF32; the
+  distance expansion asks for HIGHEST (what CPU computes anyway), and the StyleGAN2-ADA float32
+  path's convolutions and demodulation too, while its bfloat16 path keeps the default."""
+  from palmup.apt import kth_distance, pairwise_distances
+  from palmup.generators.stylegan2_ada import modulated_conv
+  x = jnp.zeros((8, 4))
+  highest = lambda f, *a: "HIGHEST" in jax.jit(f).lower(*a).as_text()
+  assert highest(pairwise_distances, x) and highest(lambda c, r: kth_distance(c, r, 2), x, x)
+  conv = lambda dtype: lambda a, w, s: modulated_conv(a, w, s, True, up=2, f=np.ones((4, 4)) / 16, dtype=dtype)
+  args = (jnp.zeros((2, 4, 4, 3)), jnp.zeros((3, 3, 3, 5)), jnp.ones((2, 3)))
+  with_highest = lambda dtype: [line.split("=")[1].split()[0].split("(")[0] for line in
+                                jax.jit(conv(dtype)).lower(*args).as_text().splitlines() if "HIGHEST" in line]
+  # float32: the demodulation, the transposed conv and the resample filter's conv; bfloat16: all but the conv
+  assert with_highest(jnp.float32) == ["stablehlo.dot_general", "stablehlo.convolution", "stablehlo.convolution"]
+  assert with_highest(jnp.bfloat16) == ["stablehlo.dot_general", "stablehlo.convolution"]
+
+
 def test_particle_reward_grows_with_spread_and_has_no_gradient():
   f = jax.random.normal(jax.random.PRNGKey(0), (64, 8))
   assert float(particle_reward(2 * f, 5).mean()) > float(particle_reward(f, 5).mean())

@@ -37,12 +37,13 @@ def env(tiny_gen):
 
 def _run_chunks(config, env, chunks):
   pretrain.validate(config)
-  init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
-  state = init(jax.random.PRNGKey(config.seed))
+  world = pretrain.make_world(config, env)
+  init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+  state = init(world, jax.random.PRNGKey(config.seed))
   start = jax.device_get(state)  # chunk donates its input
   rows = []
   for _ in range(chunks):
-    state, metrics, strips = chunk(state)
+    state, metrics, strips = chunk(world, state)
     rows.append({k: float(v) for k, v in metrics.items()})
   return start, state, rows, strips
 
@@ -76,11 +77,12 @@ def test_collapsed_actor_reads_as_collapsed_on_the_logged_diagnostics(env):
   config = tiny_config(**{"agent.algo": "ddpg", "agent.seed_steps": 0, "agent.std_start": 0.0,
                           "agent.std_end": 0.0, "agent.lr": 1e-7})
   pretrain.validate(config)
-  init, chunk, _ = pretrain.jit_pretrain(config, env, sharding.make_mesh())
-  state = init(jax.random.PRNGKey(0))
+  world = pretrain.make_world(config, env)
+  init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+  state = init(world, jax.random.PRNGKey(0))
   actor = jax.tree.map(np.zeros_like, jax.device_get(state.agent.actor))
   actor["params"]["Dense_2"]["bias"] = np.full(env.latent_dim, 5.0, np.float32)
-  state, collapsed, _ = chunk(state.replace(agent=state.agent.replace(actor=actor)))
+  state, collapsed, _ = chunk(world, state.replace(agent=state.agent.replace(actor=actor)))
   for who in ("policy", "action"):
     assert float(collapsed[f"{who}_std"]) < 1e-3 and float(collapsed[f"{who}_saturation"]) == 1.0
     np.testing.assert_allclose(float(collapsed[f"{who}_cosine"]), 1.0, atol=1e-4)
@@ -111,7 +113,7 @@ def test_latent_views_are_one_class_neighbours_at_sigma(env):
   def batch(**overrides):
     config = tiny_config(explorer="static", **{"learner.augment": "none", "static_views": "latent", **overrides})
     pretrain.validate(config)
-    loop = pretrain.Loop.make(config, env)
+    loop = pretrain.Loop.make(config, pretrain.make_world(config, env))
     return jax.jit(loop.static_batch)(jax.random.PRNGKey(0)), loop.env_params.noise_scale
   (obs, labels, stats), noise_scale = batch(**{"static_sigma": 0.5})
   assert obs.shape == (16, 2, 8, 8, 1) and labels.shape == (16,)
@@ -141,7 +143,7 @@ def test_agent_that_observes_the_state_sees_the_latent_and_class(env, observe):
   config = tiny_config(**{"agent.observe": observe, "agent.seed_steps": 0})
   start, state, rows, _ = _run_chunks(config, env, 1)
   assert _changed(start.agent.actor, state.agent.actor) and np.isfinite(rows[-1]["critic_loss"])
-  loop = pretrain.Loop.make(config, env)
+  loop = pretrain.Loop.make(config, pretrain.make_world(config, env))
   features = loop.current_features(state)
   markov = env.markov_state(state.env_state.z, state.env_state.label)
   assert markov.shape == (8, env.latent_dim + env.num_classes) and env.generator.normalizes_latent
@@ -293,10 +295,10 @@ def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
       "learner.head_hidden": 16, "agent.hidden": 16, "train.chunk_steps": 2, "apt.k": 4})
   assert (config.learner.encoder.name, config.replay.storage, config.obs_size) == ("resnet50", "latents", 64)
   pretrain.validate(config)
-  big_env = LatentEnv(env.generator, env.generator_params, obs_size=config.obs_size)
-  init, chunk, _ = pretrain.jit_pretrain(config, big_env, sharding.make_mesh())
-  state = jax.eval_shape(init, jax.random.PRNGKey(0))
-  compiled = chunk.lower(state).compile()
+  world = pretrain.make_world(config, LatentEnv(env.generator, env.generator_params, obs_size=config.obs_size))
+  init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+  state = jax.eval_shape(init, world, jax.random.PRNGKey(0))
+  compiled = chunk.lower(world, state).compile()
   assert compiled.cost_analysis()["flops"] > 0
 
 
@@ -324,9 +326,10 @@ def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
 def _sampled_and_learned(config, env):
   """(step parts, initial state, key, a sampled batch, the learner's encoded features of it)."""
   pretrain.validate(config)
-  parts = pretrain.step_parts(config, env)
-  init, _ = pretrain.make_pretrain(config, env)
-  state = jax.jit(init)(jax.random.PRNGKey(0))
+  world = pretrain.make_world(config, env)
+  parts = pretrain.step_parts(config, world)
+  init, _ = pretrain.make_pretrain(config)
+  state = jax.jit(init)(world, jax.random.PRNGKey(0))
   key = jax.random.PRNGKey(1)
   seq = jax.jit(parts["sample"])(state.buffer, key)
   _, _, _, encoded = jax.jit(parts["learn"])(state.learner, seq, key)

@@ -57,6 +57,27 @@ def test_sequences_are_consecutive_and_masked_at_episode_boundaries(env, length)
     assert not expected.all() and (expected.any() or j == 3)  # j = 3 always spans a reset
 
 
+def test_sampling_is_stratified_by_env_block_and_the_same_on_a_mesh(env):
+  """8 envs, batch 12: gcd 4 blocks of 2 envs and 3 rows; rows 3j..3j+2 come from envs 2j, 2j+1.
+  Sampled through a mesh (a shard_map over its devices), the sequences are the same."""
+  from palmup import sharding
+  replay = Replay(env, num_envs=8, capacity=16, batch_size=12, sequence_length=2)
+  state = replay.init()
+  for t in range(6):
+    action = jnp.stack([jnp.full(env.latent_dim, 100 * e + t, jnp.float32) for e in range(8)])
+    state = replay.add(state, replay.item(jnp.zeros((8, 8, 8, 1), jnp.uint8),
+                                          env_state_with(jnp.zeros(8, jnp.int32), env.latent_dim), action,
+                                          jnp.zeros(8, bool)))
+  assert replay.blocks == 4
+  seqs = [replay.sample(state, jax.random.PRNGKey(k)) for k in range(20)]
+  envs = np.stack([np.asarray(s.action[:, 0, 0]) // 100 for s in seqs])  # [draws, 12]
+  np.testing.assert_array_equal(envs // 2, np.broadcast_to(np.arange(12) // 3, envs.shape))
+  assert set(np.unique(envs)) == set(range(8))  # both envs of every block are drawn
+  on_mesh = jax.jit(lambda s, k: replay.sample(s, k, sharding.make_mesh()))(state, jax.random.PRNGKey(0))
+  for field in ("action", "label", "first", "obs"):
+    np.testing.assert_array_equal(getattr(on_mesh, field), getattr(seqs[0], field))
+
+
 def env_state_with(labels, d):
   from palmup.env import EnvState
   n = labels.shape[0]
@@ -77,9 +98,10 @@ def test_latent_storage_decodes_to_the_stored_pixels(env):
   for field in ("obs", "action", "label", "first"):
     np.testing.assert_array_equal(getattr(pix, field), getattr(lat, field))
   assert not np.all(np.asarray(same_episode(pix.first, 2)))  # 4-step episodes: some cross a reset
+  lanes = lambda n: -(-n // 128) * 128  # vectors are stored padded to 128 entries
   d = env.latent_dim
-  assert pix_bytes == 8 * 8 * 1 + 4 + 4 * d + 1 + 4  # obs, label, action, first, novelty
-  assert lat_bytes == 4 * d + 4 + 4 * d + 1 + 4
+  assert pix_bytes == lanes(8 * 8 * 1) + 4 + 4 * lanes(d) + 1 + 4  # obs, label, action, first, novelty
+  assert lat_bytes == 4 * lanes(d) + 4 + 4 * lanes(d) + 1 + 4
 
 
 def test_bad_storage_named(env):

@@ -30,6 +30,7 @@ COMMANDS = {
     "report": "palmup.report:main",
     "rl-transfer": "palmup.rl.transfer:main",
     "launch": "palmup.launch:main",
+    "preflight": "palmup.preflight:main",
 }
 
 # Commands whose --config is optional (their function then gets config None).

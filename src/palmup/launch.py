@@ -9,6 +9,11 @@ workdir: commands.sh (tpu: create, install, run) or job.sbatch (slurm), then run
 dry_run, in which case it prints exactly what it would run. Nothing here is tested on real TPU or
 GPU hardware: the tests check the generated commands; the multi-process run itself is tested with
 local CPU processes (tests/test_multiprocess.py).
+
+Before anything is created, a TPU launch of `pretrain` runs `palmup preflight` (palmup.preflight)
+for tpu.accelerator_type on this machine: the run config is compiled for that slice by the TPU
+compiler, and a program that does not compile or does not fit its chips' memory stops the launch
+with the compiler's reason (workdir/preflight/ holds the figures). --config.preflight=False skips it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ TARGETS = ("tpu", "slurm")
 
 def validate(config):
   cc.one_of(config, "target", TARGETS)
+  cc.one_of(config, "preflight", (True, False))
   cc.require(bool(config.run.command.strip()), "run.command", config.run.command, "a palmup command, e.g. pretrain")
   cc.require(bool(config.run.workdir.strip()), "run.workdir", config.run.workdir,
              "the run's workdir, one path every host sees (a gs:// bucket or NFS)")
@@ -72,9 +78,22 @@ def slurm_script(config) -> str:
   return "\n".join(lines) + "\n"
 
 
+def preflight(config, workdir):
+  """`palmup preflight` of the run config for tpu.accelerator_type, into workdir/preflight/ (a
+  UserError if it does not compile or fit)."""
+  from palmup import configs, preflight as preflight_lib
+  check = configs.load("preflight", **{"run.config": config.run.config, "run.overrides": config.run.overrides,
+                                       "topology": config.tpu.accelerator_type})
+  print(f"palmup launch: compiling {config.run.config} for {config.tpu.accelerator_type} "
+        f"({preflight_lib.topology_name(config.tpu.accelerator_type)}) before creating it", flush=True)
+  preflight_lib.main(check, workdir / "preflight")
+
+
 def main(config, workdir):
   validate(config)
   workdir = wd.prepare(workdir, config)
+  if config.target == "tpu" and config.preflight and config.run.command == "pretrain":
+    preflight(config, workdir)
   if config.target == "tpu":
     commands = tpu_commands(config)
     text = "\n".join(" ".join(shlex.quote(a) for a in c) for c in commands) + "\n"

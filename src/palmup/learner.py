@@ -67,14 +67,17 @@ def contrastive_views(key, obs, first, offset: int, mode: str, crop_min: float, 
 
 @dataclasses.dataclass(frozen=True)
 class Learner:
-  """Pure init / features / update for the representation. config: the `learner` ConfigDict."""
+  """Pure init / features / update for the representation. config: the `learner` ConfigDict;
+  platform: the backend it is compiled for ("cpu", "gpu", "tpu"; None: the default backend), which
+  an "auto" conv gradient rule follows (palmup.nn.conv.rule_for)."""
   config: object
   num_classes: int
+  platform: str | None = None
 
   @property
   def model(self) -> Representation:
     c = self.config
-    return Representation(make_encoder(c.encoder), ProjectionHead(c.head_hidden, c.head_out),
+    return Representation(make_encoder(c.encoder, self.platform), ProjectionHead(c.head_hidden, c.head_out),
                           self.num_classes)
 
   @property

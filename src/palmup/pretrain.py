@@ -53,7 +53,7 @@ from etils import epath
 from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
 from palmup.data import datasets, transforms
 from palmup.errors import UserError
-from palmup.env import LATENT_SPACES, EnvState, LatentEnv, make_env, params_from_config
+from palmup.env import LATENT_SPACES, EnvParams, EnvState, LatentEnv, make_env, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder, view
@@ -85,9 +85,11 @@ class PretrainState:
   buffer: object
 
 
-def validate(config):
-  """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid."""
+def validate(config, device_count: int | None = None):
+  """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid.
+  device_count: the devices the run's mesh will have (None: this process's jax.device_count())."""
   cc.one_of(config, "explorer", EXPLORERS)
+  cc.one_of(config, "stand_in", ("", *generators.STAND_INS))
   cc.one_of(config, "replay.storage", STORAGES)
   cc.one_of(config, "apt.reference", APT_REFERENCES)
   cc.one_of(config, "apt.nstep_reward", NSTEP_REWARDS)
@@ -97,8 +99,8 @@ def validate(config):
   cc.one_of(config, "learner.augment", AUGMENT_MODES)
   cc.one_of(config, "learner.encoder.name", ENCODERS)
   cc.one_of(config, "learner.dtype", DTYPES)
-  if "conv_grad" in config.learner.encoder:
-    cc.one_of(config, "learner.encoder.conv_grad", conv.GRADS)
+  if config.learner.encoder.name == "conv":
+    cc.one_of(config, "learner.encoder.conv_grad", conv.RULES)
   if config.explorer == "static":
     cc.one_of(config, "static_views", tuple(STATIC_VIEWS))
     cc.positive(config, "static_sigma")
@@ -123,8 +125,10 @@ def validate(config):
   cc.in_range(config, "agent.tau", 0, 1)
   cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
              f"<= replay.batch_size={config.replay.batch_size} (neighbours come from the batch)")
-  cc.require(config.log.entropy_k < config.num_envs, "log.entropy_k", config.log.entropy_k,
-             f"< num_envs={config.num_envs}")
+  cc.positive(config, "log.stats_envs")
+  stats_envs = min(config.log.stats_envs, config.num_envs)
+  cc.require(config.log.entropy_k < stats_envs, "log.entropy_k", config.log.entropy_k,
+             f"< min(log.stats_envs, num_envs) = {stats_envs} (the envs whose latents it reads)")
   cc.positive(config, "agent.seed_steps", allow_zero=True)
   cc.positive(config, "planner.candidates")
   cc.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
@@ -140,7 +144,7 @@ def validate(config):
              f">= {length + 1} (sequences of {length} frames plus the write head)")
   cc.require(config.train.warmup_steps >= length, "train.warmup_steps", config.train.warmup_steps,
              f">= the sequence length {length} (the buffer must hold a full sequence before sampling)")
-  n = jax.device_count()
+  n = jax.device_count() if device_count is None else device_count
   for key in ("num_envs", "replay.batch_size"):
     value = cc.get(config, key)
     cc.require(value % n == 0, key, value, f"a multiple of the device count {n} (data parallelism)")
@@ -185,10 +189,53 @@ def judge_for(config, env: LatentEnv) -> tuple[exploration.Judge, exploration.Re
   return judge, ref
 
 
-def build(config, env: LatentEnv):
-  """(learner, agent or None, replay or None) for a validated config."""
+@flax.struct.dataclass
+class World:
+  """Everything the compiled program reads and never changes, passed to it as one argument (a
+  pytree, replicated over the mesh), so that none of it is baked into the program as a constant:
+
+  env            the LatentEnv: the frozen generator's parameters are its leaves;
+  env_params     the dynamics (EnvParams; traced, so runs that differ only in them share a program);
+  judge, reference   the exploration judge and its real reference in judge space (log.judge), or None;
+  source_images  uint8 [N, H, W, C], source_labels int32 [N]: a real dataset's training split at the
+                 observation shape (explorer = "static" with static_source a dataset), or None;
+  source_classes its number of classes (static; 0 without a source).
+  """
+  env: LatentEnv
+  env_params: EnvParams
+  judge: exploration.Judge | None = None
+  reference: exploration.Reference | None = None
+  source_images: jax.Array | None = None
+  source_labels: jax.Array | None = None
+  source_classes: int = flax.struct.field(pytree_node=False, default=0)
+
+  @property
+  def num_classes(self) -> int:
+    """The learner's classes: the real source's, else the generator's."""
+    return self.source_classes or self.env.num_classes
+
+
+def make_world(config, env: LatentEnv | None = None) -> World:
+  """The world of a validated config, on the host: its generator (loaded from config.generator
+  unless `env` is given), dynamics (config.env), judge (config.log.judge) and real source
+  (config.static_source)."""
+  if env is None:
+    env = make_env(*generators.load(config.generator), config.obs_size, config.latent_space)
+  judge, reference = judge_for(config, env) or (None, None)
+  # the dynamics as arrays (float32, int, bool), as the program sees them
+  env_params = jax.tree.map(lambda v: np.asarray(v, np.float32 if isinstance(v, float) else None),
+                            params_from_config(config))
   source = real_source(config, env.observation_shape)
-  learner = Learner(config.learner, env.num_classes if source is None else source.num_classes)
+  if source is None:
+    return World(env, env_params, judge, reference)
+  return World(env, env_params, judge, reference, source.images, source.labels, source.num_classes)
+
+
+def build(config, world: World, platform: str | None = None):
+  """(learner, agent or None, replay or None) for a validated config and its world, compiled for
+  the backend `platform` (None: the default backend)."""
+  env = world.env
+  learner = Learner(config.learner, world.num_classes, platform)
   agent = ActorCritic(config.agent, config.apt, env.latent_dim) if config.explorer == "apt" else None
   replay = None
   if config.explorer != "static":
@@ -198,20 +245,26 @@ def build(config, env: LatentEnv):
   return learner, agent, replay
 
 
-def make_pretrain(config, env: LatentEnv, mesh=None):
-  """-> (init(key) -> PretrainState, chunk(state) -> (state, metrics, strips)), both pure.
+def make_pretrain(config, mesh=None):
+  """-> (init(world, key) -> PretrainState, chunk(world, state) -> (state, metrics, strips)), both
+  pure; `world` is the run's World (make_world), an argument of both, never a constant.
 
   metrics: scalars averaged over the chunk's steps, plus (with a judge, `judge_for`) the exploration
   metrics of all the frames the chunk visited (palmup.evaluators.exploration). strips: {"trajectory": uint8 [T, S, H, W, C]
   (the first S envs at every step), "pairs": uint8 [2, P, H, W, C] (the last step's positive pairs)}.
   """
-  loop = Loop.make(config, env, mesh)
-  return loop.init, loop.chunk
+  def init(world: World, key) -> PretrainState:
+    return Loop.make(config, world, mesh).init(key)
+
+  def chunk(world: World, state: PretrainState):
+    return Loop.make(config, world, mesh).chunk(state)
+  return init, chunk
 
 
-def step_parts(config, env: LatentEnv, mesh=None) -> dict:
+def step_parts(config, world: World, mesh=None) -> dict:
   """The pure functions one step of the loop composes (explorer apt, novelty or random), exactly as
-  `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py):
+  `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py); they
+  close over `world` (constants of a part's program, which is fine for timing a part):
 
     act(state, key) -> actions [num_envs, d]: the APT actor on detached features, or U(-1, 1)
     env_stats(state, action) -> the envs' statistics and the actions' diagnostics (logged)
@@ -227,22 +280,23 @@ def step_parts(config, env: LatentEnv, mesh=None) -> dict:
   learner.augment = "add"): the agent update encodes only the other frames it needs (augmented
   too, then).
   """
-  loop = Loop.make(config, env, mesh)
+  loop = Loop.make(config, world, mesh)
   if loop.replay is None:
     raise ValueError("explorer='static' has no play step (no env, no replay)")
   parts = dict(act=loop.act, env_stats=loop.play_stats, add=loop.add, env_step=loop.env_step, sample=loop.sample,
                learn=loop.learn)
   if loop.agent is not None:
     parts["agent_update"] = loop.agent_update
-  if loop.judged is not None:
+  if world.judge is not None:
     parts["visits"] = loop.visits
   return parts
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Loop:
-  """One pretraining step, part by part, and the chunk that scans it. Built by `Loop.make`; every
-  method is pure (jit them). A play step (`play_step`) reads top to bottom:
+  """One pretraining step, part by part, and the chunk that scans it. Built by `Loop.make` from the
+  config and the world (inside a traced function: from the traced World); every method is pure (jit
+  them). A play step (`play_step`) reads top to bottom:
 
     features of the envs' current frames (once) -> act -> statistics -> add to the replay and step
     the envs -> sample sequences -> learner update -> agent update (APT) on the learner's features.
@@ -251,23 +305,27 @@ class Loop:
   samples of the generator (or a dataset's images) with augmented views.
   """
   config: object
-  env: LatentEnv
-  env_params: object
+  world: World
   mesh: object
   learner: Learner
   agent: ActorCritic | None
   replay: Replay | None
   planner: NoveltyPlanner | None
-  judged: tuple | None
-  source: datasets.ArrayDataset | None
 
   @classmethod
-  def make(cls, config, env: LatentEnv, mesh=None) -> "Loop":
-    learner, agent, replay = build(config, env)
-    env_params = params_from_config(config)
-    planner = NoveltyPlanner(env, env_params, config.planner) if config.explorer == "novelty" else None
-    return cls(config, env, env_params, mesh or sharding.make_mesh(), learner, agent, replay, planner,
-               judge_for(config, env), real_source(config, env.observation_shape))
+  def make(cls, config, world: World, mesh=None) -> "Loop":
+    mesh = mesh or sharding.make_mesh()
+    learner, agent, replay = build(config, world, mesh.devices.flat[0].platform)
+    planner = NoveltyPlanner(world.env, world.env_params, config.planner) if config.explorer == "novelty" else None
+    return cls(config, world, mesh, learner, agent, replay, planner)
+
+  @property
+  def env(self) -> LatentEnv:
+    return self.world.env
+
+  @property
+  def env_params(self) -> EnvParams:
+    return self.world.env_params
 
   @property
   def num_envs(self) -> int:
@@ -282,9 +340,16 @@ class Loop:
   def random_actions(self, key):
     return jax.random.uniform(key, (self.num_envs, self.env.latent_dim), minval=-1.0, maxval=1.0)
 
+  def stats_rows(self, x):
+    """S = min(log.stats_envs, n) rows of x [n, ...], every (n // S)-th: the rows the O(n^2)
+    statistics (kNN entropy, APT objective) read, so that they cost O(S^2) at any num_envs."""
+    n = x.shape[0]
+    s = min(self.config.log.stats_envs, n)
+    return x[::n // s][:s]
+
   def env_stats(self, z, labels):
     return {"latent_norm": jnp.mean(jnp.linalg.norm(z, axis=-1)),
-            "knn_entropy": apt.knn_entropy(z, self.config.log.entropy_k),
+            "knn_entropy": apt.knn_entropy(self.stats_rows(z), self.config.log.entropy_k),
             "class_coverage": coverage(labels, self.env.num_classes)}
 
   def current_features(self, state: PretrainState):
@@ -308,7 +373,8 @@ class Loop:
     stats = self.env_stats(state.env_state.z, state.env_state.label)
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
     features = self.current_features(state) if features is None else features
-    stats["apt_objective"] = jnp.mean(apt.particle_reward(features, min(self.config.apt.k, self.num_envs),
+    rows = self.stats_rows(features)
+    stats["apt_objective"] = jnp.mean(apt.particle_reward(rows, min(self.config.apt.k, rows.shape[0]),
                                                           average=self.config.apt.average))
     if self.agent is not None:
       policy = self.agent.policy(state.agent, self.observed(features, state.env_state.z, state.env_state.label))
@@ -317,9 +383,9 @@ class Loop:
 
   def visits(self, state: PretrainState):
     """What the chunk's exploration metrics need of the envs' current frames (None: no judge)."""
-    if self.judged is None:
+    if self.world.judge is None:
       return None
-    logits, features = self.judged[0].apply(state.obs)
+    logits, features = self.world.judge.apply(state.obs)
     return logits, features, state.env_state.label, state.env_state.z
 
   def act(self, state: PretrainState, key, features=None):
@@ -352,7 +418,8 @@ class Loop:
     return env_state, obs, buffer
 
   def sample(self, buffer, key):
-    return sharding.shard_batch(self.replay.sample(buffer, key), self.mesh)
+    """Sequences [batch, L, ...] split over the mesh, each device's from its own envs (palmup.replay)."""
+    return self.replay.sample(buffer, key, self.mesh)
 
   def learn(self, learner_state: LearnerState, seq, key):
     lc = self.config.learner
@@ -419,11 +486,11 @@ class Loop:
     """B i.i.d. observations -> (obs uint8 [B, V, H, W, C] with V = 2 views for static_views =
     "latent" and 1 otherwise, labels [B], statistics)."""
     kz, ky, kn = jax.random.split(key, 3)
-    if self.source is not None:
-      idx = jax.random.randint(kz, (self.batch,), 0, len(self.source))
-      labels = jnp.asarray(self.source.labels)[idx]
-      return (jnp.asarray(self.source.images)[idx][:, None], labels,
-              {"class_coverage": coverage(labels, self.source.num_classes)})
+    world = self.world
+    if world.source_images is not None:
+      idx = jax.random.randint(kz, (self.batch,), 0, world.source_labels.shape[0])
+      labels = world.source_labels[idx]
+      return world.source_images[idx][:, None], labels, {"class_coverage": coverage(labels, world.source_classes)}
     labels = jax.random.randint(ky, (self.batch,), 0, self.env.num_classes)
     z = jax.random.normal(kz, (self.batch, self.env.generator.latent_dim))
     latent = self.env_params.noise_scale * self.env.latents_of(z, labels)
@@ -481,7 +548,7 @@ class Loop:
     state, (metrics, strips, visited) = jax.lax.scan(self.scan_step, state, None, length=self.config.train.chunk_steps)
     metrics = jax.tree.map(jnp.mean, metrics)
     if visited is not None:  # [T, num_envs, ...]: every frame of the chunk
-      metrics.update(exploration.visit_metrics(*self.judged, *visited))
+      metrics.update(exploration.visit_metrics(self.world.judge, self.world.reference, *visited))
     return state, metrics, {"trajectory": strips["trajectory"], "pairs": strips["pairs"][-1]}
 
 
@@ -490,13 +557,18 @@ def coverage(labels, num_classes):
   return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
 
-def jit_pretrain(config, env: LatentEnv, mesh):
-  """Jitted (init, chunk) with data-parallel shardings; chunk donates its input state."""
-  init, chunk = make_pretrain(config, env, mesh)
-  shardings = sharding.state_shardings(jax.eval_shape(init, jax.random.PRNGKey(0)), mesh)
+def jit_pretrain(config, world: World, mesh):
+  """-> (init(world, key), chunk(world, state), the state's shardings): make_pretrain's functions
+  jitted for the mesh with data-parallel shardings (palmup.sharding): the world replicated, the
+  state's per-env leaves split over the mesh, the rest replicated; chunk donates its input state.
+  `world` (concrete, or abstract: ShapeDtypeStructs) gives only the arguments' structure."""
+  init, chunk = make_pretrain(config, mesh)
   rep = sharding.replicated(mesh)
-  return (jax.jit(init, out_shardings=shardings),
-          jax.jit(chunk, in_shardings=(shardings,), out_shardings=(shardings, rep, rep), donate_argnums=0),
+  world_shardings = jax.tree.map(lambda _: rep, world)
+  shardings = sharding.state_shardings(jax.eval_shape(init, world, jax.random.PRNGKey(0)), mesh)
+  return (jax.jit(init, in_shardings=(world_shardings, rep), out_shardings=shardings),
+          jax.jit(chunk, in_shardings=(world_shardings, shardings), out_shardings=(shardings, rep, rep),
+                  donate_argnums=1),
           shardings)
 
 
@@ -533,7 +605,7 @@ def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
 
 # Keys a resumed run may change: how long it runs and what it logs, not what it computes.
 _RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.restart", "log.",
-                      "eval.")
+                      "eval.", "stand_in")
 
 
 def check_resumable(workdir: epath.Path, config):
@@ -585,16 +657,15 @@ def main(config, workdir):
     validate(config)
     workdir = wd.create(workdir)
     mesh = sharding.make_mesh()
-    gen, gen_params = generators.load(config.generator)
-    env = make_env(gen, gen_params, config.obs_size, config.latent_space)
-    init, chunk, shardings = jit_pretrain(config, env, mesh)
+    world = sharding.put_replicated(make_world(config), mesh)
+    init, chunk, shardings = jit_pretrain(config, world, mesh)
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                          jax.eval_shape(init, jax.random.PRNGKey(0)), shardings)
+                          jax.eval_shape(init, world, jax.random.PRNGKey(0)), shardings)
   checkpoints, state, done = resume_or_restart(workdir, config, abstract)
   if state is None:
-    state = init(jax.random.PRNGKey(config.seed))
+    state = init(world, jax.random.PRNGKey(config.seed))
   stop = _StopRequested()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   writer = wd.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if sharding.is_primary() else None
@@ -604,7 +675,7 @@ def main(config, workdir):
   try:
     for index in range(done + 1, num_chunks + 1):
       start = time.perf_counter()
-      state, metrics, strips = chunk(state)
+      state, metrics, strips = chunk(world, state)
       metrics = {k: float(v) for k, v in sharding.to_host(metrics).items()}
       seconds = time.perf_counter() - start
       _check_finite(metrics, index, done)
@@ -633,12 +704,13 @@ def main(config, workdir):
       writer.close()
     for s, handler in previous.items():
       signal.signal(s, handler)
-  learner, _, _ = build(config, env)
+  learner, _, _ = build(config, world)
   params = sharding.to_host(state.learner.params)  # replicated: every process holds them
-  save_encoder(workdir / "encoder", learner, params, env.observation_shape)  # every process: orbax syncs
+  obs_shape = world.env.observation_shape
+  save_encoder(workdir / "encoder", learner, params, obs_shape)  # every process: orbax syncs
   if config.eval.enabled:  # every process probes (no process waits for another), the first writes
     from palmup import evaluate
-    result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, params, env.observation_shape)
+    result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, params, obs_shape)
     if sharding.is_primary():
       (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
       print(evaluate.summary(result))

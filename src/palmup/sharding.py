@@ -90,6 +90,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def put_replicated(tree, mesh: Mesh):
+  """A pytree of host values placed whole on every device of the mesh, as global arrays (every
+  process of a multi-process run holds the same values and places its own devices' copies)."""
+  rep = replicated(mesh)
+
+  def put(x):
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, rep, lambda index: host[index])
+  return jax.tree.map(put, tree)
+
+
 def state_shardings(abstract_state, mesh: Mesh):
   """Shardings for a pytree of arrays (or ShapeDtypeStructs): per-env leaves split over "data"
   along axis 0, all others replicated."""

@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,14 +46,14 @@ ENTROPY_K = 3
 COVERAGE_K = 5
 
 
-@dataclasses.dataclass(frozen=True)
-class Judge:
-  """A frozen classifier of real images: uint8 or float images of any size -> features [N, F]."""
-  module: Classifier
+class Judge(flax.struct.PyTreeNode):
+  """A frozen classifier of real images: uint8 or float images of any size -> features [N, F].
+  A pytree whose leaves are the params (what a jitted program takes as an argument)."""
+  module: Classifier = flax.struct.field(pytree_node=False)
   params: Any
-  size: int
-  channels: int
-  dataset: str
+  size: int = flax.struct.field(pytree_node=False)
+  channels: int = flax.struct.field(pytree_node=False)
+  dataset: str = flax.struct.field(pytree_node=False)
 
   @property
   def num_classes(self) -> int:
@@ -124,7 +125,8 @@ def reference(judge: Judge, per_class: int, seed: int = 0, data_dir=None) -> Ref
 def coverage(ref: Reference, features, labels, num_classes: int) -> jax.Array:
   """Per-class coverage [num_classes] of visited frames (features [N, F], prompted labels [N])."""
   sq = lambda x: jnp.sum(jnp.square(x), -1)
-  d2 = sq(ref.features)[:, None] - 2.0 * ref.features @ features.T + sq(features)[None, :]
+  cross = jnp.matmul(ref.features, features.T, precision=apt.HIGHEST)  # float32 on every backend (palmup.apt)
+  d2 = sq(ref.features)[:, None] - 2.0 * cross + sq(features)[None, :]
   d2 = jnp.where(ref.labels[:, None] == labels[None, :], d2, jnp.inf)
   covered = jnp.min(d2, axis=1) <= jnp.square(ref.radii)  # [M]
   onehot = jax.nn.one_hot(ref.labels, num_classes)

@@ -93,6 +93,32 @@ def _module(kind: str, kwargs: dict[str, Any]) -> nn.Module:
 
 
 KINDS = ("stylegan", "eye_dcgan", "stylegan2_ada")
+
+# Random-weight generators of a public generator's kind and shape: what `palmup preflight` and the
+# benchmarks compile in place of a config's imported generator when it is not on disk (a config
+# names its own in its `stand_in` key). name -> (kind, latent_dim, kwargs); the shapes come from:
+STAND_INS = {
+    # NVIDIA's class-conditional CIFAR-10 StyleGAN2-ADA, cifar10.pkl (NVlabs/stylegan2-ada-pytorch,
+    # trained with --cfg=cifar --cond=1), imported with --config.dtype=bfloat16 as its recipe does
+    "stylegan2_ada_cifar10": ("stylegan2_ada", 512, dict(
+        z_dim=512, c_dim=10, w_dim=512, resolution=32, img_channels=3, channels=(512, 512, 512, 512),
+        mapping_layers=2, conv_clamp=256.0, dtype="bfloat16")),
+    # the conditional DCGAN whose weights ship in omniart-eye-generator 0.1 (palmup.generators.eye_dcgan)
+    "eye_dcgan": ("eye_dcgan", 100, {}),
+}
+
+
+def stand_in(name: str) -> Generator:
+  """The generator STAND_INS names (its parameters: `gen.init`, or jax.eval_shape of it)."""
+  if name not in STAND_INS:
+    raise UserError(f"stand-in generator {name!r} is not known; valid: {', '.join(STAND_INS)}")
+  kind, latent_dim, kwargs = STAND_INS[name]
+  return make(kind, latent_dim, kwargs)
+
+
+def exists(path: str) -> bool:
+  """Whether `path` names a generator on disk (a built-in, or a directory with generator.json)."""
+  return path.startswith("builtin:") or (wd.path(path) / "generator.json").exists()
 IMPORTERS = {"eye_dcgan": "palmup.generators.eye_dcgan", "stylegan2_ada": "palmup.generators.stylegan2_ada_import"}
 
 

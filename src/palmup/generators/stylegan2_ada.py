@@ -82,6 +82,12 @@ def upfirdn(x, f, up: int, pad: tuple[int, int], gain: float):
                                       precision=jax.lax.Precision.HIGHEST)
 
 
+def _precision(dtype):
+  """float32 convolutions at HIGHEST precision on every backend (DEFAULT would be bfloat16 passes on
+  TPU and TF32 on GPU, far from NVIDIA's float32 outputs); bfloat16 ones as they are."""
+  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
+
+
 def conv(x, w, up: int = 1, f=None, dtype=jnp.float32):
   """NVIDIA's conv2d_resample(x, w, f, up, padding=k // 2) with weight w[k, k, Cin, Cout] (HWIO,
   correlation as torch's conv2d): 'same' conv for up 1; for up 2, a stride-2 transposed conv
@@ -91,9 +97,10 @@ def conv(x, w, up: int = 1, f=None, dtype=jnp.float32):
   dn = ("NHWC", "HWIO", "NHWC")
   if up == 1:
     return jax.lax.conv_general_dilated(x, w, (1, 1), ((k // 2, k // 2),) * 2, dimension_numbers=dn,
-                                        preferred_element_type=jnp.float32)
+                                        precision=_precision(dtype), preferred_element_type=jnp.float32)
   x = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), ((k - 1, k - 1),) * 2, lhs_dilation=(up, up),
-                                   dimension_numbers=dn, preferred_element_type=jnp.float32)
+                                   dimension_numbers=dn, precision=_precision(dtype),
+                                   preferred_element_type=jnp.float32)
   fw, p = f.shape[0], k // 2
   pad = (p + (fw + up - 1) // 2 - (k - 1), p + (fw - up) // 2 - (k - up))
   return upfirdn(x, f, 1, pad, gain=up * up)
@@ -106,7 +113,9 @@ def modulated_conv(x, weight, styles, demodulate: bool, up: int = 1, f=None, dty
   convolved with the shared weight, and the output scaled by the demodulation coefficients."""
   dcoefs = None
   if demodulate:
-    dcoefs = jax.lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1)) + 1e-8)  # [B, Cout]
+    energy = jnp.matmul(jnp.square(styles), jnp.sum(jnp.square(weight), axis=(0, 1)),
+                        precision=jax.lax.Precision.HIGHEST)  # float32 on every backend
+    dcoefs = jax.lax.rsqrt(energy + 1e-8)  # [B, Cout]
   if fused:
     kernels = weight[None] * styles[:, None, None, :, None]
     if demodulate:

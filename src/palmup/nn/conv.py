@@ -12,6 +12,7 @@ dots, which XLA turns into fast matmul kernels (`grad=`):
             encoder (its step 1.7x faster than per-tap, 2.3x than XLA's on this CPU;
             benchmarks/learner_flops.py).
   "xla"     XLA's convolution and rules throughout: what accelerators want.
+  "auto"    (configs) "im2col" on CPU, "xla" on any other backend (`rule_for`).
 
 The forward value without differentiation is always XLA's convolution (e.g. decoding in the env).
 Values match `lax.conv_general_dilated` to float32 rounding (tests/test_conv.py); the speed of
@@ -116,6 +117,18 @@ _conv_im2col.defvjp(_im2col_fwd, _im2col_bwd)
 
 
 GRADS = {"xla": _xla_conv, "taps": _conv_taps, "im2col": _conv_im2col}
+RULES = ("auto", *GRADS)  # what a config may name (learner.encoder.conv_grad)
+
+
+def rule_for(rule: str, platform: str | None = None) -> str:
+  """The gradient rule (a key of GRADS) that a config's `rule` means on `platform` (a JAX
+  platform name, "cpu", "gpu", "tpu"; None: the default backend's): "auto" is "im2col" on CPU and
+  "xla" elsewhere; any other rule is itself."""
+  if rule not in RULES:
+    raise ValueError(f"conv gradient rule must be one of {RULES}, got {rule!r}")
+  if rule != "auto":
+    return rule
+  return "im2col" if (platform or jax.default_backend()) == "cpu" else "xla"
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: str = "SAME", grad: str = "xla") -> jax.Array:

@@ -14,15 +14,17 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from palmup.nn import conv
 from palmup.nn.layers import Conv
 
 
 class ConvEncoder(nn.Module):
   """Strided 3x3 convs (stride 2 after the first), ReLU, global mean pool, dense to `features`.
-  conv_grad: the convolutions' gradient rule (palmup.nn.conv): "im2col" is fastest on CPU."""
+  conv_grad: the convolutions' gradient rule (a key of palmup.nn.conv.GRADS): "im2col" is fastest
+  on CPU, "xla" on accelerators."""
   widths: Sequence[int] = (32, 64, 128, 256)
   features: int = 256
-  conv_grad: str = "im2col"
+  conv_grad: str = "xla"
 
   @nn.compact
   def __call__(self, x):
@@ -107,11 +109,12 @@ class ProjectionHead(nn.Module):
 ENCODERS = ("conv", "resnet18", "resnet34", "resnet50")
 
 
-def make_encoder(config) -> nn.Module:
-  """The encoder a config names: config.name in ENCODERS; conv: widths, features, conv_grad
-  (optional, default "im2col"); resnets: stem, width (base channels)."""
+def make_encoder(config, platform: str | None = None) -> nn.Module:
+  """The encoder a config names, for the backend `platform` ("cpu", "gpu", "tpu"; None: the default
+  backend): config.name in ENCODERS; conv: widths, features, conv_grad (palmup.nn.conv.RULES:
+  "auto" follows the platform); resnets: stem, width (base channels)."""
   if config.name == "conv":
-    return ConvEncoder(tuple(config.widths), config.features, config.get("conv_grad", ConvEncoder.conv_grad))
+    return ConvEncoder(tuple(config.widths), config.features, conv.rule_for(config.conv_grad, platform))
   if config.name.startswith("resnet") and config.name in ENCODERS:
     return ResNet(int(config.name[len("resnet"):]), stem=config.stem, width=config.width)
   raise ValueError(f"encoder.name must be one of {ENCODERS}, got {config.name!r}")

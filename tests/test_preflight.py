@@ -1,0 +1,143 @@
+"""palmup preflight: the pretraining program compiled for TPU slices by libtpu's compile-only
+client (no TPU), the compiler's memory, cost, collectives and constants read from it, and the
+launch stopped by a program that does not compile or fit."""
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from conftest import load_config
+from palmup import launch, preflight
+from palmup.config_checks import ConfigError
+from palmup.errors import UserError
+
+TINY = "--config.log.judge=''"  # the tiny config at its own sizes (8 envs, 8x8 frames), no judge
+
+
+def tiny_preflight(**overrides):
+  return load_config("preflight", **{"run.config": "configs/pretrain_tiny.py", "run.overrides": TINY,
+                                     "topology": "v5e:2x2", **overrides})
+
+
+def compile_tiny(capacity: int, **overrides) -> dict:
+  """The tiny config's chunk at 64 envs and batch 32 with replay.capacity compiled for a 4-chip v5e
+  slice (about 15 s): one record of preflight.run."""
+  sizes = f"--config.num_envs=64 --config.replay.batch_size=32 --config.replay.capacity={capacity}"
+  return preflight.run(tiny_preflight(programs="chunk", **{"run.overrides": f"{TINY} {sizes}", **overrides}))[0]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+  return {capacity: compile_tiny(capacity) for capacity in (128, 4096)}
+
+
+def test_the_tiny_config_compiles_for_a_v5e_slice_and_its_figures_are_the_compilers(compiled):
+  result = compiled[128]
+  assert "error" not in result, result.get("error")
+  assert result["devices"] == 4 and result["device_kind"] == "TPU v5 lite"
+  assert (result["num_envs"], result["batch_size"]) == (64, 32)
+  chunk = result["programs"]["chunk"]
+  # the state is an argument and is donated: its bytes are both argument and output, counted once
+  assert chunk["argument_bytes"] > result["replay_bytes_per_chip"] > 0
+  assert chunk["alias_bytes"] > 0 and chunk["total_bytes"] == (
+      chunk["argument_bytes"] + chunk["output_bytes"] - chunk["alias_bytes"] + chunk["temp_bytes"])
+  assert chunk["flops"] > 1e6 and chunk["bytes_accessed"] > 0 and chunk["compile_seconds"] > 0
+  # the world (generator params) is an argument: no more than a few KB of constants are baked in
+  assert result["world_bytes"] > 100_000 > chunk["constant_bytes"]
+  # data parallelism: gradients all-reduced every step; the replay is sampled where it lies
+  step = chunk["collectives"]["per_step"]
+  assert step["all-reduce"]["count"] >= 1 and step["all-reduce"]["bytes"] > 0
+  assert step.get("all-gather", {}).get("largest_bytes", 0) < result["replay_bytes_per_chip"]
+  assert result["fits"] and result["peak_bytes"] < 0.9 * 16e9
+  assert result["roofline_step_seconds"] == max(chunk["flops"] / 197e12, chunk["bytes_accessed"] / 819e9)
+  assert result["roofline_frames_per_s"] == pytest.approx(64 / result["roofline_step_seconds"])
+
+
+def test_the_replay_is_written_in_place_on_tpu_whatever_its_size(compiled):
+  """The TPU compiler's temporaries do not grow with the replay: its per-step write and its gather
+  use one layout, so no step copies the buffer (with flashbax's scatter add and 64-wide vectors
+  they grew by 3.5x the buffer's size)."""
+  (small, big) = (compiled[c]["replay_bytes_per_chip"] for c in (128, 4096))
+  (small_temp, big_temp) = (compiled[c]["programs"]["chunk"]["temp_bytes"] for c in (128, 4096))
+  assert big - small > 30e6 and big_temp - small_temp < 0.05 * (big - small)
+
+
+def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_once(tiny_gen):
+  """XLA's cost analysis counts a while body once: the chunk's FLOPs are one step's (plus its
+  epilogue) whatever train.chunk_steps is; this is how preflight reads per-step figures (XLA's
+  HloCostAnalysis, here on the CPU backend)."""
+  import jax
+  from palmup import pretrain, sharding
+  from palmup.env import LatentEnv
+  flops = []
+  for steps in (2, 5):
+    config = load_config("pretrain_tiny", **{"log.judge": "", "train.chunk_steps": steps})
+    world = pretrain.make_world(config, LatentEnv(*tiny_gen, obs_size=8))
+    init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+    state = jax.eval_shape(init, world, jax.random.PRNGKey(0))
+    flops.append(chunk.lower(world, state).compile().cost_analysis()["flops"])
+  assert flops[0] == pytest.approx(flops[1], rel=1e-3)
+
+
+def test_accelerator_types_map_to_topologies_and_bad_names_are_named():
+  assert [preflight.topology_name(t) for t in ("v4-8", "v4-32", "v5litepod-16", "v5p-8", "v6e-256", "v5e:4x4")] == [
+      "v4:2x2x1", "v4:2x2x4", "v5e:4x4", "v5p:2x2x1", "v6e:16x16", "v5e:4x4"]
+  with pytest.raises(UserError, match=r"TPU topology 'v5litepod-12' is not known; valid: .*v4-32"):
+    preflight.topology_name("v5litepod-12")
+  with pytest.raises(ConfigError, match=r"config.topology='v9:2x2' is invalid"):
+    preflight.validate(tiny_preflight(topology="v9:2x2"))
+  with pytest.raises(UserError, match=r"unknown config key 'nope' in pretrain_tiny.py"):
+    preflight.validate(tiny_preflight(**{"run.overrides": "--config.nope=1"}))
+
+
+def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(tmp_path):
+  def cli(overrides, workdir, *flags):
+    command = [sys.executable, "-m", "palmup", "preflight", "--config", "configs/preflight.py", "--workdir",
+               str(workdir), "--config.run.config=configs/pretrain_tiny.py", "--config.topology=v5e:2x2",
+               "--config.programs=chunk", f"--config.run.overrides={TINY} {overrides}", *flags]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+  odd = cli("--config.num_envs=6", tmp_path / "odd")  # not a multiple of the 4 chips: refused before compiling
+  assert odd.returncode == 1
+  assert odd.stderr.strip().splitlines()[-1] == (
+      "palmup preflight: configs/pretrain_tiny.py does not compile on v5e:2x2: config.num_envs=6 is invalid; "
+      "valid: a multiple of the device count 4 (data parallelism)")
+  # 1,024 envs x 2^18 steps of a 780-byte transition: 52 GB of replay per chip; the compiler refuses
+  huge = cli("--config.num_envs=4096 --config.replay.capacity=262144", tmp_path / "huge")
+  assert huge.returncode == 1
+  assert huge.stderr.strip().splitlines()[-1].startswith(
+      "palmup preflight: configs/pretrain_tiny.py does not compile on v5e:2x2: JaxRuntimeError: RESOURCE_EXHAUSTED: "
+      "Ran out of memory on HBM")
+  # 64 envs x 4,096 steps (about 50 MB per chip) compiles, but does not fit in 0.1% of a v5e chip's 16 GB
+  tight = cli("--config.num_envs=64 --config.replay.capacity=4096", tmp_path / "tight", "--config.headroom=0.999")
+  assert tight.returncode == 1, tight.stderr[-2000:]
+  last = tight.stderr.strip().splitlines()[-1]
+  assert last.startswith("palmup preflight: configs/pretrain_tiny.py does not fit on v5e:2x2: needs 0.0") and (
+      "GB per chip, over 0.02 GB (0.1% of the chip's 16.0 GB)" in last)
+  report = json.loads((tmp_path / "tight" / "preflight.json").read_text())
+  assert report["results"][0]["fits"] is False and "| v5e:2x2 | 4 | 64 / 16 | yes |" in (tmp_path / "tight" / "preflight.md").read_text()
+
+
+def test_libtpu_missing_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+  request, result = tmp_path / "request.json", tmp_path / "result.json"
+  request.write_text(json.dumps({"config": "configs/pretrain_tiny.py", "overrides": "", "topology": "v5e:2x2",
+                                 "chips": 4, "sizes": [0, 0, 0], "programs": ["chunk"]}))
+  monkeypatch.setitem(sys.modules, "libtpu", None)  # makes `import libtpu` fail
+  monkeypatch.setattr(sys, "argv", ["child", str(request), str(result)])
+  preflight._child_main()
+  assert json.loads(result.read_text()) == {"error": f"libtpu is not installed: {preflight.LIBTPU_HINT}"}
+
+
+def test_a_tpu_launch_compiles_the_run_for_its_accelerator_type_first_and_a_failure_stops_it(tmp_path, capsys):
+  def launch_config(overrides):
+    return load_config("launch", **{"dry_run": True, "tpu.accelerator_type": "v5litepod-4",
+                                    "run.config": "configs/pretrain_tiny.py", "run.overrides": f"{TINY} {overrides}"})
+  launch.main(launch_config(""), tmp_path / "ok")
+  out = capsys.readouterr().out
+  assert "compiling configs/pretrain_tiny.py for v5litepod-4 (v5e:2x2) before creating it" in out
+  assert (tmp_path / "ok" / "commands.sh").exists() and (tmp_path / "ok" / "preflight" / "preflight.json").exists()
+  with pytest.raises(UserError, match="does not compile on v5e:2x2: config.num_envs=6 is invalid"):
+    launch.main(launch_config("--config.num_envs=6"), tmp_path / "bad")
+  assert not (tmp_path / "bad" / "commands.sh").exists()  # nothing created, nothing run
+  assert shlex.split(launch.palmup_command(launch_config("")))[:2] == [".venv/bin/palmup", "pretrain"]
