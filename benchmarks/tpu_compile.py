@@ -13,9 +13,10 @@ scaling  the CIFAR-10 recipe on v5e slices of 8, 32, 64 and 256 chips at those f
          frames/s and its efficiency against 8 chips (frames/s per chip over 8 chips' frames/s per
          chip). -> OUT/tpu_scaling.{json,md}
 
-With --docs, the tables are also written into the marked regions of docs/scaling.md
-(<!-- tpu_matrix --> ... <!-- /tpu_matrix -->, and tpu_scaling likewise), so the docs quote
-exactly the committed results.
+With --docs, the tables in OUT are then written into the marked regions of docs/scaling.md
+(<!-- tpu_matrix --> ... <!-- /tpu_matrix -->, and tpu_scaling likewise) and a summary into the
+README's tpu_summary region, so the docs quote exactly the committed results
+(`--only "" --docs` rewrites them from OUT without compiling).
 
 Every figure is the TPU compiler's (memory_analysis, cost_analysis, the compiled HLO) or a roofline
 estimate from it (palmup.preflight); nothing runs on a TPU. Compiles run one after another unless
@@ -80,38 +81,74 @@ def scaling(parallel: int) -> tuple[list[dict], str]:
                  f"{r['roofline_frames_per_s']:,.0f} | {r['efficiency_vs_8']:.2f} |")
   return rows, "\n" + "\n".join(lines) + "\n"
 
-def write_region(path: Path, name: str, text: str):
-  """Replaces what lies between <!-- name --> and <!-- /name --> in the file at path."""
-  doc = path.read_text()
+def summary(matrix_rows: list[dict], scaling_rows: list[dict]) -> str:
+  """A few lines for the README: per recipe, where it compiles and fits and its largest memory per
+  chip; and the scaling table's efficiency at its largest slice."""
+  lines = []
+  for recipe in (CIFAR, ACCELERATOR):
+    rows = [r for r in matrix_rows if r["recipe"] == recipe]
+    ok = [r for r in rows if "error" not in r and r["fits"]]
+    bad = [r["topology"] for r in rows if r not in ok]
+    largest = max(ok, key=lambda r: r["peak_bytes"]) if ok else None
+    lines.append(f"- `{recipe}`: compiles and fits on {len(ok)} of {len(rows)} slices"
+                 + (f" (not on {', '.join(bad)})" if bad else "")
+                 + (f"; at most {largest['peak_bytes'] / GB:.1f} GB per chip ({largest['topology']}, "
+                    f"{largest['peak_bytes'] / largest['hbm_bytes']:.0%} of its HBM)" if largest else "") + ".")
+  done = [r for r in scaling_rows if r.get("efficiency_vs_8") is not None]
+  if done:
+    last = max(done, key=lambda r: r["devices"])
+    lines.append(f"- CIFAR-10 recipe, per-chip sizes fixed: at {last['devices']} v5e chips the roofline estimate is "
+                 f"{last['roofline_frames_per_s']:,.0f} frames/s, {last['efficiency_vs_8']:.2f} of 8 chips' "
+                 "frames/s per chip.")
+  return "\n".join(lines) + "\n"
+
+
+def with_region(doc: str, name: str, text: str) -> str:
+  """doc with what lies between <!-- name --> and <!-- /name --> replaced by text."""
   start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
   if start not in doc or end not in doc:
-    raise SystemExit(f"{path} has no region {start} ... {end}")
+    raise SystemExit(f"no region {start} ... {end}")
   head, rest = doc.split(start, 1)
-  path.write_text(f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}")
+  return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
+
+
+def docs_from_results(out: Path) -> dict[Path, str]:
+  """{doc path: its text with the regions rewritten}: docs/scaling.md's tpu_matrix and tpu_scaling
+  tables and the README's tpu_summary, from the results in `out`."""
+  root = Path(__file__).parents[1]
+  scaling_doc, readme = root / "docs" / "scaling.md", root / "README.md"
+  text = scaling_doc.read_text()
+  for name in ("matrix", "scaling"):
+    text = with_region(text, f"tpu_{name}", (out / f"tpu_{name}.md").read_text().split("\n", 2)[2])  # no title
+  read = lambda name: json.loads((out / f"tpu_{name}.json").read_text())["rows"]
+  return {scaling_doc: text, readme: with_region(readme.read_text(), "tpu_summary",
+                                                 summary(read("matrix"), read("scaling")))}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--out", type=Path, required=True)
-  parser.add_argument("--only", default="matrix,scaling")
+  parser.add_argument("--only", default="matrix,scaling", help="comma-separated; empty: compile nothing")
   parser.add_argument("--parallel", type=int, default=1)
-  parser.add_argument("--docs", action="store_true", help="also write the tables into docs/scaling.md")
+  parser.add_argument("--docs", action="store_true", help="then write the docs' tables from OUT's results")
   args = parser.parse_args()
   args.out.mkdir(parents=True, exist_ok=True)
   command = "python benchmarks/tpu_compile.py " + " ".join(sys.argv[1:])
+  titles = {"matrix": "Accelerator recipes x TPU topologies", "scaling": "CIFAR-10 recipe on v5e, per-chip sizes fixed"}
   for name, fn in (("matrix", matrix), ("scaling", scaling)):
     if name not in args.only.split(","):
       continue
     start = time.perf_counter()
     rows, text = fn(args.parallel)
     seconds = time.perf_counter() - start
-    title = {"matrix": "Accelerator recipes x TPU topologies", "scaling": "CIFAR-10 recipe on v5e, per-chip sizes fixed"}
     (args.out / f"tpu_{name}.json").write_text(json.dumps({"command": command, "seconds": seconds, "rows": rows},
                                                           indent=2) + "\n")
-    (args.out / f"tpu_{name}.md").write_text(f"# {title[name]}\n\n{header(command, seconds)}{text}")
-    if args.docs:
-      write_region(Path(__file__).parents[1] / "docs" / "scaling.md", f"tpu_{name}", header(command, seconds) + text)
+    (args.out / f"tpu_{name}.md").write_text(f"# {titles[name]}\n\n{header(command, seconds)}{text}")
     print(text, flush=True)
+  if args.docs:
+    for path, text in docs_from_results(args.out).items():
+      path.write_text(text)
+
 
 if __name__ == "__main__":
   main()

@@ -142,11 +142,14 @@ def _layer(rng, cin, cout, w_dim, res, up, conv_clamp, use_noise):
 
 
 def generator_state(z_dim=8, c_dim=3, w_dim=16, resolution=16, channels=(16, 16, 8), mapping_layers=2,
-                    architecture="skip", conv_clamp=None, use_noise=True, w_avg=True, seed=0) -> Persistent:
-  """A StyleGAN2-ADA Generator with random weights, in NVIDIA's layout."""
+                    architecture="skip", conv_clamp=None, use_noise=True, w_avg=True, seed=0, mapping_lr=0.01,
+                    mapping_kwargs=None) -> Persistent:
+  """A StyleGAN2-ADA Generator with random weights, in NVIDIA's layout: the mapping's layers at
+  learning-rate multiplier mapping_lr, and the MappingNetwork's _init_kwargs (none by default, as
+  when it was built with its default lr_multiplier 0.01)."""
   rng = np.random.default_rng(seed)
   resolutions = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
-  lr = 0.01
+  lr = mapping_lr
   maps = {}
   if c_dim:
     maps["embed"] = _fc(rng, c_dim, w_dim)
@@ -155,7 +158,8 @@ def generator_state(z_dim=8, c_dim=3, w_dim=16, resolution=16, channels=(16, 16,
     maps[f"fc{i}"] = _fc(rng, width, w_dim, lr, lrelu=True)
     width = w_dim
   mapping = _module("MappingNetwork", buffers={"w_avg": rng.normal(size=w_dim)} if w_avg else {}, modules=maps,
-                    z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_layers=mapping_layers, w_avg_beta=0.995 if w_avg else None)
+                    z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_layers=mapping_layers, w_avg_beta=0.995 if w_avg else None,
+                    **({"_init_kwargs": dict(mapping_kwargs)} if mapping_kwargs else {}))
   blocks = {}
   for i, r in enumerate(resolutions):
     cin, cout, last = (channels[i - 1] if i else 0), channels[i], r == resolution

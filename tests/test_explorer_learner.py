@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from palmup import apt
-from palmup.explorer import ActorCritic, action_stats, straight_through_clip
+from palmup.explorer import ActorCritic, action_stats, straight_through_clip, tanh_log_det
 from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
@@ -31,16 +31,17 @@ def _batch(key, b=32, n=3, d=6):
           jnp.zeros((b, n + 1), bool))
 
 
-def test_rewards_are_particle_rewards_of_frames_1_to_n():
+def test_rewards_are_particle_rewards_of_frames_1_to_n_under_one_running_mean_update():
+  """Each of frames 1..n among the batch's same frame; the running mean moves once per update, with
+  the k nearest distances of all n frames, and normalises all of them (not n updates, one a frame)."""
   features, _, _ = _batch(jax.random.PRNGKey(0))
   agent = _agent(running_mean=True)
   rewards, mean = agent.nstep_rewards(features, NO_NOVELTY, apt.RunningMean.init())
-  expected, m = [], apt.RunningMean.init()
-  for i in (1, 2, 3):
-    r, m = apt.particle_reward(features[:, i], 4, running_mean=m, clip=0.0)
-    expected.append(r)
-  np.testing.assert_allclose(rewards, jnp.stack(expected, 1), rtol=1e-6)
-  np.testing.assert_allclose(mean.mean, m.mean, rtol=1e-6)
+  f = np.asarray(features, np.float64)[:, 1:].transpose(1, 0, 2)  # [3 frames, 32, 6]
+  knn = np.sort(np.sqrt(((f[:, :, None] - f[:, None]) ** 2).sum(-1)), -1)[:, :, :4]  # [3, 32, 4]
+  np.testing.assert_allclose(float(mean.count), 1e-4 + knn.size, rtol=1e-6)
+  np.testing.assert_allclose(float(mean.mean), knn.sum() / (1e-4 + knn.size), rtol=1e-5)
+  np.testing.assert_allclose(rewards, np.log1p((knn / float(mean.mean)).mean(-1)).T, rtol=1e-4, atol=1e-6)
   assert rewards.shape == (32, 3) and agent.frames_read(3) == (0, 1, 2, 3)
 
 
@@ -140,6 +141,48 @@ def test_standardized_inputs_ignore_what_all_envs_share():
   shifted = 10.0 + 3.0 * features  # a common offset and scale: the same differences between envs
   np.testing.assert_allclose(agent.policy(state, shifted), agent.policy(state, features), atol=1e-5)
   assert float(jnp.std(agent.policy(state, features), axis=0).mean()) > 0.01
+
+
+def test_standardizing_a_dimension_constant_across_the_batch_keeps_it_near_zero():
+  """A feature every env shares up to float rounding has variance ~0: dividing by std + 1e-6 blew
+  its rounding noise up to order 1; the inputs now stay near 0 there, and unit-variance elsewhere."""
+  agent = _agent(standardize=True)
+  features = jax.random.normal(jax.random.PRNGKey(1), (64, 6))
+  features = features.at[:, 0].set(5.0 + 1e-6 * features[:, 0])  # constant up to rounding-size noise
+  inputs = np.asarray(agent.inputs(features))
+  assert np.abs(inputs[:, 0]).max() < 1e-3
+  np.testing.assert_allclose(inputs[:, 1:].std(0), 1.0, rtol=1e-3)
+
+
+def test_tanh_log_det_is_exact_where_tanh_rounds_to_one():
+  u = np.linspace(-15, 15, 61)
+  exact = 2 * (np.log(2) - np.abs(u) - np.log1p(np.exp(-2 * np.abs(u))))  # log(1 - tanh(u)^2), float64
+  np.testing.assert_allclose(tanh_log_det(jnp.asarray(u, jnp.float32)), exact, rtol=1e-5, atol=1e-5)
+  assert float(tanh_log_det(jnp.float32(12.0))) < -22  # log(1 - tanh^2 + 1e-6) stops at log(1e-6) = -13.8
+
+
+def test_critic_target_is_reward_plus_discounted_min_target_q_and_targets_move_by_tau():
+  """y = R + gamma^n (min(Q1', Q2')(f_n, a') - alpha log pi(a' | f_n)), R = sum_i gamma^i r_i, with the
+  target critic, a' from the online actor (DDPG: noisy, here std 0; SAC: sampled with its log-prob);
+  after the update each target parameter is tau x online + (1 - tau) x target."""
+  features, action, first = _batch(jax.random.PRNGKey(6))
+  for algo in ("ddpg", "sac"):
+    agent = _agent(algo=algo, std_start=0.0, std_end=0.0)
+    state = agent.init(jax.random.PRNGKey(7), 6)
+    state = state.replace(critic_target=jax.tree.map(lambda x: x + 0.1, state.critic))  # targets differ
+    key = jax.random.PRNGKey(8)
+    new, m = agent.update(state, features, action, first, NO_NOVELTY, key, 0)
+    rewards, _ = agent.nstep_rewards(features, NO_NOVELTY, state.reward_mean)
+    ret = (np.asarray(rewards, np.float64) * 0.9 ** np.arange(3)).sum(1)
+    hn = features[:, 3]
+    next_action, log_prob = agent._sample(state.actor, hn, jax.random.split(key)[0], 0.0)
+    q1, q2 = agent.critic.apply(state.critic_target, hn, next_action)
+    alpha = float(jnp.exp(state.log_alpha)) if algo == "sac" else 0.0
+    soft = np.minimum(np.asarray(q1, np.float64), np.asarray(q2, np.float64)) - alpha * np.asarray(log_prob)
+    np.testing.assert_allclose(float(m["q_target"]), np.mean(ret + 0.9 ** 3 * soft), rtol=1e-5)
+    for target, online, old in zip(jax.tree.leaves(new.critic_target), jax.tree.leaves(new.critic),
+                                   jax.tree.leaves(state.critic_target)):
+      np.testing.assert_allclose(target, 0.05 * np.asarray(online) + 0.95 * np.asarray(old), rtol=1e-5, atol=1e-7)
 
 
 def test_centered_actor_shares_no_direction_across_the_batch():

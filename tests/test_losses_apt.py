@@ -81,6 +81,28 @@ def test_particle_reward_running_mean_over_batches():
     np.testing.assert_allclose([float(state.mean), float(state.count)], ref, rtol=1e-5)
 
 
+def test_k1_with_the_running_mean_is_zero_not_nan():
+  """With k = 1 the nearest neighbour is the point itself at distance 0, so the running mean of
+  the kept distances is 0: the reward is 0, not 0 / 0."""
+  f = jnp.asarray(np.random.default_rng(0).normal(size=(16, 6)), jnp.float32)
+  reward, state = particle_reward(f, 1, running_mean=RunningMean.init())
+  np.testing.assert_array_equal(reward, 0.0)
+  assert float(state.mean) == 0.0
+
+
+def test_several_batches_update_the_running_mean_once_and_share_it():
+  """features [m, B, D]: each batch's kNN among itself, the running mean updated once with all
+  m batches' distances, and every batch normalised by that one mean."""
+  rng = np.random.default_rng(1)
+  f = (rng.normal(size=(3, 20, 4)) * np.array([0.5, 1.0, 3.0])[:, None, None]).astype(np.float32)
+  got, state = particle_reward(jnp.asarray(f), 5, running_mean=RunningMean.init())
+  knn = np.sort(np.sqrt(((f[:, :, None] - f[:, None]) ** 2).sum(-1)), -1)[:, :, :5]  # [3, 20, 5]
+  mean = knn.sum() / (knn.size + 1e-4)  # URLB's RMS from M = 0, n = 1e-4, one update
+  np.testing.assert_allclose(float(state.mean), mean, rtol=1e-5)
+  np.testing.assert_allclose(float(state.count), knn.size + 1e-4, rtol=1e-6)
+  np.testing.assert_allclose(got, np.log1p((knn / mean).mean(-1)), rtol=1e-4, atol=1e-5)
+
+
 def test_knn_distances_ask_for_full_float32_matmuls_on_every_backend():
   """At DEFAULT precision a TPU multiplies float32 in bfloat16 passes and a GPU in TF32; the
   distance expansion asks for HIGHEST (what CPU computes anyway), and the StyleGAN2-ADA float32

@@ -62,9 +62,16 @@ def test_every_explorer_runs_and_updates(env, explorer, augment):
   assert int(state.step) == 6
   assert _changed(start.learner.params, state.learner.params)
   assert strips["trajectory"].shape == (3, 4, 8, 8, 1) and strips["pairs"].shape == (2, 8, 8, 8, 1)
+  for row in rows:
+    assert 0 < row["valid_pairs"] <= 1 and 0 < row["class_coverage"] <= 1 and row["feature_std"] > 0
+    assert 0 <= row["probe_acc"] <= 1 and 0 < row["ntxent"] < 2 * np.log(2 * 16)  # below chance's log(2B-1) x 2
+  if explorer != "static":  # 4 warm-up steps and 6 loop steps written per env; episodes of 5 steps
+    assert int(state.buffer.current_index) == 10 and np.all(np.asarray(state.env_state.t) == 0)
+    assert np.all(np.asarray(state.env_state.episode) == 2)
   if explorer == "apt":
     assert _changed(start.agent.actor, state.agent.actor) and rows[-1]["intrinsic_reward"] > 0
     assert {"critic_loss", "actor_loss", "q", "exploration_std"} <= set(rows[-1])
+    assert int(state.agent.updates) == 6 and 0.1 < rows[-1]["action_std"] <= 1.0
   else:
     assert state.agent is None
   for key in ("ntxent", "probe_acc", "knn_entropy", "class_coverage", "latent_norm"):
@@ -257,6 +264,11 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
     ({"explorer": "static", "static_views": "latent", "static_source": "digits"},
      r"config.static_source='digits' is invalid; valid: 'generator' when static_views='latent'"),
     ({"apt.k": 99}, r"config.apt.k=99 is invalid; valid: <= replay.batch_size=16"),
+    ({"apt.k": 1}, r"config.apt.k=1 is invalid; valid: >= 2 \(a frame's nearest neighbour is itself"),
+    ({"apt.k": 9, "apt.reference": "population"},
+     r"config.apt.k=9 is invalid; valid: <= min\(log.stats_envs, num_envs\) = 8 \(the logged APT objective, and "
+     r"with apt.reference='population' the reward"),
+    ({"log.stats_envs": 4, "log.entropy_k": 4}, r"config.log.entropy_k=4 is invalid; valid: < min\(log.stats_envs, num_envs\) = 4"),
     ({"replay.storage": "jpeg"}, r"config.replay.storage='jpeg'"),
     ({"learner.encoder.name": "vit"}, r"config.learner.encoder.name='vit'"),
     ({"learner.dtype": "float16"}, r"config.learner.dtype='float16' is invalid; valid: one of 'float32', 'bfloat16'"),
@@ -270,6 +282,25 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
 def test_bad_config_is_named(override, match):
   with pytest.raises(ConfigError, match=match):
     pretrain.validate(tiny_config(**override))
+
+
+def test_per_env_leaves_are_split_by_their_path_not_by_a_name_inside_a_network(env):
+  """The env states, observations and the replay's storage are split along their env axis; a
+  network parameter that happens to be called "obs" is replicated, as are the replay's write head
+  and fill flag."""
+  config = tiny_config()
+  world = pretrain.make_world(config, env)
+  init, _, shardings = pretrain.jit_pretrain(config, world, sharding.make_mesh())
+  state = jax.eval_shape(init, world, jax.random.PRNGKey(0))
+  state = state.replace(learner=state.learner.replace(params={"obs": jax.ShapeDtypeStruct((8, 3), jnp.float32)}))
+  specs = jax.tree.map(lambda s: s.spec, sharding.state_shardings(state, sharding.make_mesh()))
+  split, rep = jax.sharding.PartitionSpec("data"), jax.sharding.PartitionSpec()
+  assert specs.learner.params["obs"] == rep and specs.obs == split
+  assert all(s == split for s in jax.tree.leaves(specs.env_state))
+  assert {k: s for k, s in specs.buffer.experience.items()} == {k: split for k in state.buffer.experience}
+  assert (specs.buffer.current_index, specs.buffer.is_full) == (rep, rep)
+  assert all(s == rep for s in jax.tree.leaves((specs.agent, specs.step, specs.key)))
+  assert jax.tree.structure(shardings) == jax.tree.structure(jax.eval_shape(init, world, jax.random.PRNGKey(0)))
 
 
 @pytest.mark.slow  # about 60 s: two loops compiled; `make test-slow`

@@ -104,6 +104,20 @@ def test_rejects_truncated_and_foreign_files(tmp_path, monkeypatch):
     torch_legacy.load(evil)
 
 
+def test_a_view_with_a_negative_offset_or_stride_is_refused_not_read_from_the_end(tmp_path, monkeypatch):
+  """A hostile file's view (offset -2) would read the storage's last elements through numpy's
+  negative indexing; it is refused, as a view running past the storage is."""
+  flat = np.arange(10, dtype=np.float32)
+  with pytest.raises(ValueError, match=r"offset -2, size \(2,\), stride \(1,\)\) has a negative"):
+    torch_legacy.strided(flat, -2, (2,), (1,))
+  with pytest.raises(ValueError, match="negative"):
+    torch_legacy.strided(flat, 4, (2,), (-1,))
+  path = tmp_path / "negative.pth"
+  _write_legacy(path, {"w": (flat, -2, (2,), (1,))}, monkeypatch)
+  with pytest.raises(ValueError, match="negative"):
+    torch_legacy.load(path)
+
+
 def _conv_transpose_reference(x, w, stride, padding):
   """torch ConvTranspose2d by definition (scatter-add), x [H, W, Cin], w [Cin, Cout, k, k]."""
   h, wd, _ = x.shape

@@ -54,27 +54,30 @@ def kth_distance(candidates: jax.Array, reference: jax.Array, k: int) -> jax.Arr
 
 def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: float = 0.0,
                     running_mean: RunningMean | None = None) -> jax.Array | tuple[jax.Array, RunningMean]:
-  """Intrinsic reward [B] for features [B, D] (treated as constants: no gradient flows).
+  """Intrinsic reward [..., B] for features [..., B, D]: each batch of B points among themselves
+  (treated as constants: no gradient flows).
 
   1. distances to all points of the batch, the point itself included (distance 0);
   2. the k smallest per row;
-  3. if `running_mean` is given: update it with the kept distances (the k-th only when
-     average=False), then divide them by it;
+  3. if `running_mean` is given: update it once with the kept distances of every batch (the k-th
+     only when average=False), then divide them by it (a mean of 0, when every kept distance is 0,
+     leaves them 0);
   4. max(d - clip, 0);
   5. mean over the k (average=True) or the k-th distance alone;
   6. log(1 + .).
   Returns the reward, or (reward, updated running mean) when `running_mean` is given.
   """
-  if not 1 <= k <= features.shape[0]:
-    raise ValueError(f"k must be in [1, batch size {features.shape[0]}], got {k}")
-  dist = pairwise_distances(jax.lax.stop_gradient(features).astype(jnp.float32))
-  knn = -jax.lax.top_k(-dist, k)[0]  # [B, k], ascending
+  if not 1 <= k <= features.shape[-2]:
+    raise ValueError(f"k must be in [1, batch size {features.shape[-2]}], got {k}")
+  distances = jnp.vectorize(pairwise_distances, signature="(b,d)->(b,b)")
+  dist = distances(jax.lax.stop_gradient(features).astype(jnp.float32))
+  knn = -jax.lax.top_k(-dist, k)[0]  # [..., B, k], ascending
   if not average:
-    knn = knn[:, -1:]
+    knn = knn[..., -1:]
   new_mean = None
   if running_mean is not None:
     new_mean = running_mean.update(knn)
-    knn = knn / new_mean.mean
+    knn = knn / jnp.where(new_mean.mean > 0, new_mean.mean, 1.0)
   reward = jnp.log1p(jnp.mean(jnp.maximum(knn - clip, 0.0), axis=-1))
   return reward if running_mean is None else (reward, new_mean)
 

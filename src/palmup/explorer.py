@@ -49,6 +49,12 @@ def straight_through_clip(x, low: float = -1.0, high: float = 1.0) -> jax.Array:
   return x + jax.lax.stop_gradient(jnp.clip(x, low, high) - x)
 
 
+def tanh_log_det(u) -> jax.Array:
+  """log(1 - tanh(u)^2), elementwise, as 2 (log 2 - u - softplus(-2u)): exact at any |u|, where
+  log(1 - tanh(u)^2 + eps) saturates at log(eps) once tanh(u) rounds to 1 (|u| above about 9)."""
+  return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
 def action_stats(actions) -> dict[str, jax.Array]:
   """Collapse diagnostics of actions [B, A] taken in B envs at one step, in O(B A):
   std: across-env std per dimension, averaged over dimensions (a constant policy gives 0; U(-1, 1)
@@ -182,11 +188,13 @@ class ActorCritic:
     return straight_through_clip(mean + noise)
 
   def inputs(self, features) -> jax.Array:
-    """What actor and critic see of features [B, D]: as they are, or standardised over the batch."""
+    """What actor and critic see of features [B, D]: as they are, or standardised over the batch:
+    (f - mean) / sqrt(var + 1e-4 mean(var)), so that a dimension constant across the batch (var 0)
+    stays near 0 instead of its rounding noise being scaled up."""
     if not self.config.standardize:
       return features
-    mean, std = jnp.mean(features, 0), jnp.std(features, 0)
-    return (features - mean) / (std + 1e-6)
+    mean, var = jnp.mean(features, 0), jnp.var(features, 0)
+    return (features - mean) * jax.lax.rsqrt(var + 1e-4 * jnp.mean(var) + 1e-12)
 
   def policy(self, state: AgentState, features) -> jax.Array:
     """The actor's noiseless actions [B, action_dim] for features [B, D] (SAC: tanh of the mean)."""
@@ -200,9 +208,9 @@ class ActorCritic:
       return self._noisy(key, self.actor.apply(params, h), std), jnp.zeros(h.shape[0])
     mean, log_std = self.actor.apply(params, h)
     eps = jax.random.normal(key, mean.shape)
-    action = jnp.tanh(mean + jnp.exp(log_std) * eps)
-    log_prob = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2 * jnp.pi) - jnp.log1p(-jnp.square(action) + 1e-6)
-    return action, jnp.sum(log_prob, axis=-1)
+    u = mean + jnp.exp(log_std) * eps
+    log_prob = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2 * jnp.pi) - tanh_log_det(u)
+    return jnp.tanh(u), jnp.sum(log_prob, axis=-1)
 
   def act(self, state: AgentState, features, key, step) -> jax.Array:
     """Exploration actions [B, action_dim] for features [B, D]: uniform on [-1, 1] for the first
@@ -217,8 +225,9 @@ class ActorCritic:
     return jnp.where(step < self.config.seed_steps, uniform, policy)
 
   def reward(self, features, reward_mean: apt.RunningMean):
-    """The configured particle reward [B] of features [B, D] among themselves, and the running mean
-    (updated when apt.running_mean; the population reward passes a fresh one: its batch mean)."""
+    """The configured particle reward [..., B] of features [..., B, D], each batch among itself, and
+    the running mean (updated once when apt.running_mean; the population reward passes a fresh one:
+    its batch mean)."""
     c = self.apt_config
     kwargs = dict(average=c.average, clip=c.clip)
     if c.running_mean:
@@ -239,15 +248,13 @@ class ActorCritic:
   def nstep_rewards(self, features, novelty, reward_mean: apt.RunningMean):
     """(rewards [B, m] of the rewarded frames, in order, and the updated running mean), from
     features [B, n+1, D] among the batch (apt.reference = "batch") or the stored novelty [B, n+1]
-    ("population"). The n-step reward is sum_i gamma^i rewards[:, i]."""
-    frames = self.rewarded_frames(features.shape[1] - 1)
+    ("population"); the running mean moves once per update, over every rewarded frame's distances.
+    The n-step reward is sum_i gamma^i rewards[:, i]."""
+    frames = jnp.asarray(self.rewarded_frames(features.shape[1] - 1))
     if self.apt_config.reference == "population":
-      return novelty[:, jnp.asarray(frames)], reward_mean
-    out = []
-    for i in frames:
-      r, reward_mean = self.reward(features[:, i], reward_mean)
-      out.append(r)
-    return jnp.stack(out, axis=1), reward_mean
+      return novelty[:, frames], reward_mean
+    rewards, reward_mean = self.reward(jnp.swapaxes(features[:, frames], 0, 1), reward_mean)  # [m, B]: one update
+    return rewards.T, reward_mean
 
   def novelty(self, features) -> jax.Array:
     """features [num_envs, D] of all envs' frames of one step -> the population reward [num_envs]

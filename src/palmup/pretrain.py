@@ -125,10 +125,15 @@ def validate(config, device_count: int | None = None):
   cc.in_range(config, "agent.tau", 0, 1)
   cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
              f"<= replay.batch_size={config.replay.batch_size} (neighbours come from the batch)")
+  cc.require(config.apt.k >= 2, "apt.k", config.apt.k,
+             ">= 2 (a frame's nearest neighbour is itself, at distance 0: with k = 1 every reward is 0)")
   cc.positive(config, "log.stats_envs")
   stats_envs = min(config.log.stats_envs, config.num_envs)
   cc.require(config.log.entropy_k < stats_envs, "log.entropy_k", config.log.entropy_k,
              f"< min(log.stats_envs, num_envs) = {stats_envs} (the envs whose latents it reads)")
+  cc.require(config.apt.k <= stats_envs, "apt.k", config.apt.k,
+             f"<= min(log.stats_envs, num_envs) = {stats_envs} (the logged APT objective, and with "
+             "apt.reference='population' the reward, take neighbours among the envs)")
   cc.positive(config, "agent.seed_steps", allow_zero=True)
   cc.positive(config, "planner.candidates")
   cc.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
@@ -374,8 +379,7 @@ class Loop:
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
     features = self.current_features(state) if features is None else features
     rows = self.stats_rows(features)
-    stats["apt_objective"] = jnp.mean(apt.particle_reward(rows, min(self.config.apt.k, rows.shape[0]),
-                                                          average=self.config.apt.average))
+    stats["apt_objective"] = jnp.mean(apt.particle_reward(rows, self.config.apt.k, average=self.config.apt.average))
     if self.agent is not None:
       policy = self.agent.policy(state.agent, self.observed(features, state.env_state.z, state.env_state.label))
       stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
@@ -439,10 +443,10 @@ class Loop:
     needed = self.agent.frames_read(n)
     encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
     missing = [i for i in needed if i not in encoded]
+    k_views, k_update = jax.random.split(key)
     if missing:
       frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
-      views = view(jax.random.fold_in(key, 1), frames.reshape((-1,) + frames.shape[2:]), lc.augment, lc.crop_min,
-                   lc.jitter)
+      views = view(k_views, frames.reshape((-1,) + frames.shape[2:]), lc.augment, lc.crop_min, lc.jitter)
       h = self.learner.features(params, views).reshape(self.batch, len(missing), -1)
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
@@ -450,7 +454,7 @@ class Loop:
     ends = jnp.asarray([0, n])
     seen = self.observed(features[:, ends], None if seq.z is None else seq.z[:, ends], seq.label[:, ends])
     return self.agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1],
-                             seq.novelty[:, :n + 1], key, step, seen)
+                             seq.novelty[:, :n + 1], k_update, step, seen)
 
   def pair_strip(self, a, b):
     show = min(self.config.log.strip_pairs, self.batch)

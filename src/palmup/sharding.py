@@ -19,8 +19,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from palmup.errors import UserError
 
 AXIS = "data"
-# Leaves whose pytree path contains one of these names carry the env axis first.
-_PER_ENV = ("env_state", "obs", "experience")
+# The pytree paths (from the root of palmup.pretrain.PretrainState) of the leaves that carry the env
+# axis first: the env states, the observations and the replay's storage.
+PER_ENV = (("env_state",), ("obs",), ("buffer", "experience"))
 
 
 # Where jax.distributed.initialize() finds the processes itself (cluster environment variables).
@@ -102,10 +103,12 @@ def put_replicated(tree, mesh: Mesh):
 
 
 def state_shardings(abstract_state, mesh: Mesh):
-  """Shardings for a pytree of arrays (or ShapeDtypeStructs): per-env leaves split over "data"
-  along axis 0, all others replicated."""
+  """Shardings for a PretrainState of arrays (or ShapeDtypeStructs): the leaves under a PER_ENV path
+  split over "data" along axis 0, all others replicated (a leaf is matched by its path from the
+  root, never by a name appearing deeper, such as a parameter called "obs")."""
   def spec(path, leaf):
-    per_env = any(name in jax.tree_util.keystr(path) for name in _PER_ENV) and leaf.ndim > 0
+    names = tuple(getattr(k, "name", getattr(k, "key", None)) for k in path)
+    per_env = leaf.ndim > 0 and any(names[:len(prefix)] == prefix for prefix in PER_ENV)
     return batch_sharding(mesh) if per_env else replicated(mesh)
   return jax.tree_util.tree_map_with_path(spec, abstract_state)
 

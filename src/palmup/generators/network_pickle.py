@@ -31,6 +31,25 @@ HINT = ("palmup reads StyleGAN2-ADA network pickles (NVlabs/stylegan2-ada-pytorc
         "snapshot or a pretrained .pkl such as cifar10.pkl)")
 
 
+class MissingEntry(UserError, KeyError):
+  """The pickle lacks a parameter, buffer, submodule or attribute that a reader asked for."""
+
+  def __str__(self):
+    return self.args[0]
+
+
+class Entries(dict):
+  """A module's parameters, buffers, submodules or attributes: a missing key raises MissingEntry
+  naming it, so that a reader tells a pickle's missing entry from its own KeyError."""
+
+  def __init__(self, kind: str, items):
+    super().__init__(items)
+    self.kind = kind
+
+  def __missing__(self, key):
+    raise MissingEntry(f"no {self.kind} {key!r} (it has: {', '.join(map(str, self)) or 'none'})")
+
+
 @dataclasses.dataclass
 class Module:
   """A torch module of the pickle, as data. Tensors are numpy arrays."""
@@ -62,11 +81,10 @@ def _persistent_obj(meta):
     raise pickle.UnpicklingError("a persistent object whose meta is not {'type': 'class', 'state': {...}}")
   state = meta["state"]
   known = ("_parameters", "_buffers", "_modules")
-  return Module(class_name=str(meta.get("class_name")),
-                parameters={k: v for k, v in dict(state.get("_parameters") or {}).items() if v is not None},
-                buffers={k: v for k, v in dict(state.get("_buffers") or {}).items() if v is not None},
-                modules={k: v for k, v in dict(state.get("_modules") or {}).items() if v is not None},
-                attrs={k: v for k, v in state.items() if k not in known})
+  entries = lambda kind, d: Entries(kind, {k: v for k, v in dict(d or {}).items() if v is not None})
+  return Module(class_name=str(meta.get("class_name")), parameters=entries("parameter", state.get("_parameters")),
+                buffers=entries("buffer", state.get("_buffers")), modules=entries("submodule", state.get("_modules")),
+                attrs=Entries("attribute", {k: v for k, v in state.items() if k not in known}))
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,

@@ -37,6 +37,12 @@ def _require(ok: bool, what: str):
     raise Unsupported(what)
 
 
+def _number(value, what: str) -> float:
+  """A stored attribute that must be a number, else Unsupported naming it."""
+  _require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{what} is {value!r}, not a number")
+  return float(value)
+
+
 def _close(stored, expected) -> bool:
   """A stored gain equals the port's formula; an attribute the pickle lacks is taken as the formula
   (older networks.py versions may not store every one)."""
@@ -92,12 +98,15 @@ def convert(g: Module) -> tuple[dict[str, Any], dict]:
   _require("input" not in synthesis.modules and synthesis.class_name == "SynthesisNetwork",
            "a StyleGAN3 generator (SynthesisInput and L* layers); palmup supports StyleGAN2-ADA only")
   a = g.attrs
-  z_dim, c_dim, w_dim, res, img_channels = (int(a[k]) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"))
+  z_dim, c_dim, w_dim, res, img_channels = (int(_number(a[k], f"G_ema's {k}"))
+                                            for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"))
   resolutions = [int(r) for r in synthesis.attrs.get("block_resolutions", [])] or [2 ** i for i in range(2, int(math.log2(res)) + 1)]
   _require(resolutions == [2 ** i for i in range(2, int(math.log2(res)) + 1)], f"block resolutions {resolutions}")
 
   num_layers = sum(1 for k in mapping.modules if k.startswith("fc"))
-  lr = float(mapping.modules["fc0"].attrs.get("bias_gain", mapping.attrs.get("_init_kwargs", {}).get("lr_multiplier", 0.01)))
+  # the mapping's learning-rate multiplier as it was built (MappingNetwork's default 0.01), which
+  # every layer's stored gains are then checked against
+  lr = _number(dict(mapping.attrs.get("_init_kwargs") or {}).get("lr_multiplier", 0.01), "mapping's lr_multiplier")
   mp = {f"fc{i}": _fc(mapping.modules[f"fc{i}"], f"mapping.fc{i}", lr, True) for i in range(num_layers)}
   if c_dim:
     mp["embed"] = _fc(mapping.modules["embed"], "mapping.embed", 1.0, False)
@@ -194,10 +203,8 @@ def import_main(config, workdir):
     gen, params = build(kwargs, params, config, names)
   except Unsupported as e:
     raise UserError(f"{source}: unsupported network: {e}") from None
-  except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-    if isinstance(e, UserError):
-      raise
-    raise UserError(f"{source}: a G_ema whose layout is not StyleGAN2-ADA's ({type(e).__name__}: {e})") from None
+  except network_pickle.MissingEntry as e:  # only the pickle's own entries: a bug of the port keeps its traceback
+    raise UserError(f"{source}: a G_ema whose layout is not StyleGAN2-ADA's ({e})") from None
   workdir = wd.prepare(workdir, config)
   generators.save(workdir / "generator", gen, params, {"imported_from": str(source)})
   viz.save_png(workdir / "samples.png", generators.class_grid(gen, params, config.samples_per_class))

@@ -83,6 +83,9 @@ def read_storage(payload: bytes) -> np.ndarray:
 def strided(flat: np.ndarray, offset: int, size, stride) -> np.ndarray:
   """The tensor view (offset, size, stride in elements) of a flat storage, as a copy."""
   item = flat.dtype.itemsize
+  if offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+    raise ValueError(f"a tensor view (offset {offset}, size {tuple(size)}, stride {tuple(stride)}) has a negative "
+                     "offset, size or stride")
   if 0 not in size and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= len(flat):
     raise ValueError(f"a tensor view (offset {offset}, size {tuple(size)}, stride {tuple(stride)}) "
                      f"runs past its storage of {len(flat)} elements")
