@@ -25,9 +25,11 @@ test-slow: install $(EYE_WHEEL)
 	$(VENV)/bin/pip install -q torch==2.13.0
 	PALMUP_EYE_WHEEL=$(EYE_WHEEL) $(PY) -m pytest -q -m slow
 
-# Both accelerator recipes compiled at full size for two TPU slices by libtpu's compile-only client
-# (no TPU): fails if either does not compile or does not fit its chips' memory (palmup.preflight).
-PREFLIGHT := $(VENV)/bin/palmup preflight --config configs/preflight.py --config.topology=v5litepod-16,v5p-8 --config.parallel=2
+# Both accelerator recipes' chunk (the program that holds the state and the step's temporaries)
+# compiled at full size for two TPU slices by libtpu's compile-only client (no TPU): fails if either
+# does not compile or does not fit its chips' memory (palmup.preflight; init as well: drop programs).
+PREFLIGHT := $(VENV)/bin/palmup preflight --config configs/preflight.py --config.topology=v5litepod-16,v5p-8 \
+	--config.parallel=2 --config.programs=chunk
 preflight: install
 	$(PREFLIGHT) --workdir runs/preflight/cifar10 --config.run.config=configs/pretrain_cifar10_stylegan2ada.py
 	$(PREFLIGHT) --workdir runs/preflight/accelerator --config.run.config=configs/pretrain_accelerator.py

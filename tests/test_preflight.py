@@ -93,30 +93,32 @@ def test_accelerator_types_map_to_topologies_and_bad_names_are_named():
 
 
 def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(tmp_path):
-  def cli(overrides, workdir, *flags):
-    command = [sys.executable, "-m", "palmup", "preflight", "--config", "configs/preflight.py", "--workdir",
-               str(workdir), "--config.run.config=configs/pretrain_tiny.py", "--config.topology=v5e:2x2",
-               "--config.programs=chunk", f"--config.run.overrides={TINY} {overrides}", *flags]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-  odd = cli("--config.num_envs=6", tmp_path / "odd")  # not a multiple of the 4 chips: refused before compiling
+  command = [sys.executable, "-m", "palmup", "preflight", "--config", "configs/preflight.py", "--workdir",
+             str(tmp_path / "odd"), "--config.run.config=configs/pretrain_tiny.py", "--config.topology=v5e:2x2",
+             f"--config.run.overrides={TINY} --config.num_envs=6"]  # not a multiple of the 4 chips
+  odd = subprocess.run(command, capture_output=True, text=True, timeout=600)
   assert odd.returncode == 1
   assert odd.stderr.strip().splitlines()[-1] == (
       "palmup preflight: configs/pretrain_tiny.py does not compile on v5e:2x2: config.num_envs=6 is invalid; "
       "valid: a multiple of the device count 4 (data parallelism)")
-  # 1,024 envs x 2^18 steps of a 780-byte transition: 52 GB of replay per chip; the compiler refuses
-  huge = cli("--config.num_envs=4096 --config.replay.capacity=262144", tmp_path / "huge")
-  assert huge.returncode == 1
-  assert huge.stderr.strip().splitlines()[-1].startswith(
-      "palmup preflight: configs/pretrain_tiny.py does not compile on v5e:2x2: JaxRuntimeError: RESOURCE_EXHAUSTED: "
-      "Ran out of memory on HBM")
   # 64 envs x 4,096 steps (about 50 MB per chip) compiles, but does not fit in 0.1% of a v5e chip's 16 GB
-  tight = cli("--config.num_envs=64 --config.replay.capacity=4096", tmp_path / "tight", "--config.headroom=0.999")
-  assert tight.returncode == 1, tight.stderr[-2000:]
-  last = tight.stderr.strip().splitlines()[-1]
-  assert last.startswith("palmup preflight: configs/pretrain_tiny.py does not fit on v5e:2x2: needs 0.0") and (
-      "GB per chip, over 0.02 GB (0.1% of the chip's 16.0 GB)" in last)
+  tight = tiny_preflight(programs="chunk", headroom=0.999,
+                         **{"run.overrides": f"{TINY} --config.num_envs=64 --config.replay.capacity=4096"})
+  with pytest.raises(UserError, match=r"^configs/pretrain_tiny.py does not fit on v5e:2x2: needs 0.0\d GB per "
+                                      r"chip, over 0.02 GB \(0.1% of the chip's 16.0 GB\)$"):
+    preflight.main(tight, tmp_path / "tight")
   report = json.loads((tmp_path / "tight" / "preflight.json").read_text())
-  assert report["results"][0]["fits"] is False and "| v5e:2x2 | 4 | 64 / 16 | yes |" in (tmp_path / "tight" / "preflight.md").read_text()
+  assert report["results"][0]["fits"] is False
+  assert "| v5e:2x2 | 4 | 64 / 16 | yes |" in (tmp_path / "tight" / "preflight.md").read_text()
+
+
+def test_a_compiler_error_is_quoted_in_one_line():
+  """The compiler's own refusal: 1,024 envs x 2^18 steps of replay per chip (over 100 GB) do not fit
+  a v5e chip's HBM, and the TPU compiler says so."""
+  result = preflight.run(tiny_preflight(programs="chunk", **{"run.overrides": f"{TINY} --config.num_envs=4096 "
+                                                                              "--config.replay.capacity=262144"}))[0]
+  assert result["error"].startswith("JaxRuntimeError: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
+  assert "\n" not in result["error"]
 
 
 def test_libtpu_missing_is_one_line_naming_the_fix(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def action_stats(actions) -> dict[str, jax.Array]:
   unit = actions / jnp.maximum(jnp.linalg.norm(actions, axis=-1, keepdims=True), 1e-8)
   pairs = jnp.sum(jnp.square(jnp.sum(unit, axis=0))) - jnp.sum(jnp.square(unit))
   return {"std": jnp.mean(jnp.std(actions, axis=0)), "saturation": jnp.mean(jnp.abs(actions) > 0.99),
-          "cosine": pairs / max(b * (b - 1), 1)}
+          "cosine": pairs / float(max(b * (b - 1), 1))}  # a float: B (B - 1) overflows int32 past 46,341 envs
 
 
 class _Trunk(nn.Module):

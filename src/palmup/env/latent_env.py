@@ -116,9 +116,6 @@ class LatentEnv(flax.struct.PyTreeNode):
   def observation_shape(self) -> tuple[int, int, int]:
     return (self.obs_size, self.obs_size, self.generator.image_shape[2])
 
-  def action_bounds(self) -> tuple[float, float]:
-    return -1.0, 1.0
-
   def decode(self, z: jax.Array, label: jax.Array) -> jax.Array:
     """z[..., d] (a latent of latent_space), label[...] -> uint8 observations [..., obs_size, obs_size, C]."""
     batch = z.shape[:-1]
