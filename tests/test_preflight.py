@@ -5,6 +5,7 @@ import json
 import shlex
 import subprocess
 import sys
+from concurrent import futures
 
 import pytest
 
@@ -21,20 +22,26 @@ def tiny_preflight(**overrides):
                                      "topology": "v5e:2x2", **overrides})
 
 
-def compile_tiny(capacity: int, **overrides) -> dict:
-  """The tiny config's chunk at 64 envs and batch 32 with replay.capacity compiled for a 4-chip v5e
+def compile_tiny(capacity: int, chunk_steps: int = 0, envs: int = 64) -> dict:
+  """The tiny config's chunk at `envs` envs, batch 32 and replay.capacity compiled for a 4-chip v5e
   slice (about 15 s): one record of preflight.run."""
-  sizes = f"--config.num_envs=64 --config.replay.batch_size=32 --config.replay.capacity={capacity}"
-  return preflight.run(tiny_preflight(programs="chunk", **{"run.overrides": f"{TINY} {sizes}", **overrides}))[0]
+  sizes = f"--config.num_envs={envs} --config.replay.batch_size=32 --config.replay.capacity={capacity}"
+  return preflight.run(tiny_preflight(programs="chunk", chunk_steps=chunk_steps,
+                                      **{"run.overrides": f"{TINY} {sizes}"}))[0]
 
 
 @pytest.fixture(scope="module")
 def compiled():
-  return {capacity: compile_tiny(capacity) for capacity in (128, 4096)}
+  """Four compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
+  6 steps a chunk instead of the tiny config's 3, and 1,024 envs x 2^18 steps a chip (over 100 GB)."""
+  runs = {"small": (128,), "big": (4096,), "long_chunk": (128, 6), "huge": (262144, 0, 4096)}
+  with futures.ThreadPoolExecutor(len(runs)) as pool:
+    done = {name: pool.submit(compile_tiny, *args) for name, args in runs.items()}
+    return {name: d.result() for name, d in done.items()}
 
 
 def test_the_tiny_config_compiles_for_a_v5e_slice_and_its_figures_are_the_compilers(compiled):
-  result = compiled[128]
+  result = compiled["small"]
   assert "error" not in result, result.get("error")
   assert result["devices"] == 4 and result["device_kind"] == "TPU v5 lite"
   assert (result["num_envs"], result["batch_size"]) == (64, 32)
@@ -59,26 +66,17 @@ def test_the_replay_is_written_in_place_on_tpu_whatever_its_size(compiled):
   """The TPU compiler's temporaries do not grow with the replay: its per-step write and its gather
   use one layout, so no step copies the buffer (with flashbax's scatter add and 64-wide vectors
   they grew by 3.5x the buffer's size)."""
-  (small, big) = (compiled[c]["replay_bytes_per_chip"] for c in (128, 4096))
-  (small_temp, big_temp) = (compiled[c]["programs"]["chunk"]["temp_bytes"] for c in (128, 4096))
+  (small, big) = (compiled[c]["replay_bytes_per_chip"] for c in ("small", "big"))
+  (small_temp, big_temp) = (compiled[c]["programs"]["chunk"]["temp_bytes"] for c in ("small", "big"))
   assert big - small > 30e6 and big_temp - small_temp < 0.05 * (big - small)
 
 
-def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_once(tiny_gen):
+def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_once(compiled):
   """XLA's cost analysis counts a while body once: the chunk's FLOPs are one step's (plus its
-  epilogue) whatever train.chunk_steps is; this is how preflight reads per-step figures (XLA's
-  HloCostAnalysis, here on the CPU backend)."""
-  import jax
-  from palmup import pretrain, sharding
-  from palmup.env import LatentEnv
-  flops = []
-  for steps in (2, 5):
-    config = load_config("pretrain_tiny", **{"log.judge": "", "train.chunk_steps": steps})
-    world = pretrain.make_world(config, LatentEnv(*tiny_gen, obs_size=8))
-    init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
-    state = jax.eval_shape(init, world, jax.random.PRNGKey(0))
-    flops.append(chunk.lower(world, state).compile().cost_analysis()["flops"])
-  assert flops[0] == pytest.approx(flops[1], rel=1e-3)
+  epilogue) whatever train.chunk_steps is; this is how preflight reads per-step figures."""
+  short, long = (compiled[c]["programs"]["chunk"]["flops"] for c in ("small", "long_chunk"))
+  assert compiled["long_chunk"]["chunk_steps"] == 2 * compiled["small"]["chunk_steps"] == 6
+  assert long == pytest.approx(short, rel=1e-3)
 
 
 def test_accelerator_types_map_to_topologies_and_bad_names_are_named():
@@ -92,7 +90,7 @@ def test_accelerator_types_map_to_topologies_and_bad_names_are_named():
     preflight.validate(tiny_preflight(**{"run.overrides": "--config.nope=1"}))
 
 
-def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(tmp_path):
+def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(compiled, tmp_path):
   command = [sys.executable, "-m", "palmup", "preflight", "--config", "configs/preflight.py", "--workdir",
              str(tmp_path / "odd"), "--config.run.config=configs/pretrain_tiny.py", "--config.topology=v5e:2x2",
              f"--config.run.overrides={TINY} --config.num_envs=6"]  # not a multiple of the 4 chips
@@ -101,24 +99,17 @@ def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(tmp_p
   assert odd.stderr.strip().splitlines()[-1] == (
       "palmup preflight: configs/pretrain_tiny.py does not compile on v5e:2x2: config.num_envs=6 is invalid; "
       "valid: a multiple of the device count 4 (data parallelism)")
-  # 64 envs x 4,096 steps (about 50 MB per chip) compiles, but does not fit in 0.1% of a v5e chip's 16 GB
-  tight = tiny_preflight(programs="chunk", headroom=0.999,
-                         **{"run.overrides": f"{TINY} --config.num_envs=64 --config.replay.capacity=4096"})
+  # the compiler's own refusal, quoted in one line: over 100 GB of replay for a v5e chip's HBM
+  assert compiled["huge"]["error"].startswith("JaxRuntimeError: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
+  assert "\n" not in compiled["huge"]["error"]
+  # 4,096 steps of 16 envs a chip (about 50 MB) compile, but do not fit in 0.1% of a v5e chip's 16 GB
+  config = tiny_preflight(headroom=0.999)
+  result = {**compiled["big"], **preflight.estimate(compiled["big"], 0.999)}
   with pytest.raises(UserError, match=r"^configs/pretrain_tiny.py does not fit on v5e:2x2: needs 0.0\d GB per "
                                       r"chip, over 0.02 GB \(0.1% of the chip's 16.0 GB\)$"):
-    preflight.main(tight, tmp_path / "tight")
-  report = json.loads((tmp_path / "tight" / "preflight.json").read_text())
-  assert report["results"][0]["fits"] is False
-  assert "| v5e:2x2 | 4 | 64 / 16 | yes |" in (tmp_path / "tight" / "preflight.md").read_text()
-
-
-def test_a_compiler_error_is_quoted_in_one_line():
-  """The compiler's own refusal: 1,024 envs x 2^18 steps of replay per chip (over 100 GB) do not fit
-  a v5e chip's HBM, and the TPU compiler says so."""
-  result = preflight.run(tiny_preflight(programs="chunk", **{"run.overrides": f"{TINY} --config.num_envs=4096 "
-                                                                              "--config.replay.capacity=262144"}))[0]
-  assert result["error"].startswith("JaxRuntimeError: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
-  assert "\n" not in result["error"]
+    preflight.report(config, [result], tmp_path, 1.0)
+  assert json.loads((tmp_path / "preflight.json").read_text())["results"][0]["fits"] is False
+  assert "| v5e:2x2 | 4 | 64 / 32 | yes |" in (tmp_path / "preflight.md").read_text()
 
 
 def test_libtpu_missing_is_one_line_naming_the_fix(tmp_path, monkeypatch):

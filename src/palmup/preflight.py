@@ -425,9 +425,15 @@ def main(config, workdir):
   workdir = wd.prepare(workdir, config)
   start = time.perf_counter()
   results = run(config)
-  report = {"run_config": config.run.config, "overrides": config.run.overrides, "headroom": config.headroom,
-            "seconds": time.perf_counter() - start, "results": results}
-  (workdir / "preflight.json").write_text(json.dumps(report, indent=2) + "\n")
+  report(config, results, workdir, time.perf_counter() - start)
+
+
+def report(config, results: list[dict], workdir, seconds: float):
+  """Writes preflight.json and preflight.md, prints the table; a UserError quoting the first
+  topology's reason if any does not compile or fit."""
+  summary = {"run_config": config.run.config, "overrides": config.run.overrides, "headroom": config.headroom,
+             "seconds": seconds, "results": results}
+  (workdir / "preflight.json").write_text(json.dumps(summary, indent=2) + "\n")
   text = table(results, config.headroom)
   (workdir / "preflight.md").write_text(f"Preflight of `{config.run.config}` {config.run.overrides}\n\n{text}")
   print(text, end="")
