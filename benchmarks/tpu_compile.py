@@ -117,10 +117,14 @@ def docs_from_results(out: Path) -> dict[Path, str]:
   tables and the README's tpu_summary, from the results in `out`."""
   root = Path(__file__).parents[1]
   scaling_doc, readme = root / "docs" / "scaling.md", root / "README.md"
+  missing = lambda name: (f"Not measured yet: `python benchmarks/tpu_compile.py --out benchmarks/results "
+                          f"--only {name} --docs` writes it.")
   text = scaling_doc.read_text()
   for name in ("matrix", "scaling"):
-    text = with_region(text, f"tpu_{name}", (out / f"tpu_{name}.md").read_text().split("\n", 2)[2])  # no title
-  read = lambda name: json.loads((out / f"tpu_{name}.json").read_text())["rows"]
+    path = out / f"tpu_{name}.md"
+    text = with_region(text, f"tpu_{name}", path.read_text().split("\n", 2)[2] if path.exists() else missing(name))
+  read = lambda name: json.loads((out / f"tpu_{name}.json").read_text())["rows"] if (
+      out / f"tpu_{name}.json").exists() else []
   return {scaling_doc: text, readme: with_region(readme.read_text(), "tpu_summary",
                                                  summary(read("matrix"), read("scaling")))}
 
