@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def _format(value) -> str:
 def markdown(report: dict) -> str:
   meta = report["meta"]
   lines = ["# palmup benchmarks", "",
+           f"Command: `{meta['command']}` at commit {meta['commit']}.", "",
            f"jax {meta['jax']}, {meta['devices']}, {meta['cpu_count']} CPU cores, load average "
            f"{meta['load_average']:.1f} at the start; {'quick' if meta['quick'] else 'full'} sizes; "
            f"{meta['seconds']:.0f} s.", "",
@@ -64,9 +66,12 @@ def markdown(report: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def run(out: Path, quick: bool, only: list[str], config: str | None, sets: dict[str, dict[str, str]]) -> dict:
+def run(out: Path, quick: bool, only: list[str], config: str | None, sets: dict[str, dict[str, str]],
+        command: str = "make bench") -> dict:
   start = time.perf_counter()
-  report = {"meta": {"jax": jax.__version__, "devices": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip() or "unknown"
+  report = {"meta": {"command": command, "commit": commit, "jax": jax.__version__, "devices": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
                      "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0], "quick": quick,
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
             "benchmarks": {}}
@@ -106,7 +111,8 @@ def main(argv=None):
     if name not in BENCHMARKS or not size or not equals:
       parser.error(f"--set {item!r}: expected BENCHMARK.SIZE=VALUE with BENCHMARK in {','.join(BENCHMARKS)}")
     sets.setdefault(name, {})[size] = value
-  report = run(args.out, args.quick, [n for n in BENCHMARKS if n in only], args.config, sets)
+  report = run(args.out, args.quick, [n for n in BENCHMARKS if n in only], args.config, sets,
+               command="python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]))
   print(markdown(report).split("\n## ")[0])
   print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
 

@@ -13,10 +13,8 @@ scaling  the CIFAR-10 recipe on v5e slices of 8, 32, 64 and 256 chips at those f
          frames/s and its efficiency against 8 chips (frames/s per chip over 8 chips' frames/s per
          chip). -> OUT/tpu_scaling.{json,md}
 
-With --docs, the tables in OUT are then written into the marked regions of docs/scaling.md
-(<!-- tpu_matrix --> ... <!-- /tpu_matrix -->, and tpu_scaling likewise) and a summary into the
-README's tpu_summary region, so the docs quote exactly the committed results
-(`--only "" --docs` rewrites them from OUT without compiling).
+With --docs, scripts/docs.py then writes the docs from the committed results: docs/scaling.md's
+tables and the README's summary (from benchmarks/results, so pass --out benchmarks/results).
 
 Every figure is the TPU compiler's (memory_analysis, cost_analysis, the compiled HLO) or a roofline
 estimate from it (palmup.preflight); nothing runs on a TPU. Compiles run one after another unless
@@ -103,30 +101,11 @@ def summary(matrix_rows: list[dict], scaling_rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def with_region(doc: str, name: str, text: str) -> str:
-  """doc with what lies between <!-- name --> and <!-- /name --> replaced by text."""
-  start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-  if start not in doc or end not in doc:
-    raise SystemExit(f"no region {start} ... {end}")
-  head, rest = doc.split(start, 1)
-  return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
-
-
-def docs_from_results(out: Path) -> dict[Path, str]:
-  """{doc path: its text with the regions rewritten}: docs/scaling.md's tpu_matrix and tpu_scaling
-  tables and the README's tpu_summary, from the results in `out`."""
-  root = Path(__file__).parents[1]
-  scaling_doc, readme = root / "docs" / "scaling.md", root / "README.md"
-  missing = lambda name: (f"Not measured yet: `python benchmarks/tpu_compile.py --out benchmarks/results "
-                          f"--only {name} --docs` writes it.")
-  text = scaling_doc.read_text()
-  for name in ("matrix", "scaling"):
-    path = out / f"tpu_{name}.md"
-    text = with_region(text, f"tpu_{name}", path.read_text().split("\n", 2)[2] if path.exists() else missing(name))
+def summary_from(out: Path) -> str:
+  """The README's tpu_summary lines from the results in `out` (scripts/docs.py writes them)."""
   read = lambda name: json.loads((out / f"tpu_{name}.json").read_text())["rows"] if (
       out / f"tpu_{name}.json").exists() else []
-  return {scaling_doc: text, readme: with_region(readme.read_text(), "tpu_summary",
-                                                 summary(read("matrix"), read("scaling")))}
+  return summary(read("matrix"), read("scaling"))
 
 
 def main():
@@ -134,7 +113,7 @@ def main():
   parser.add_argument("--out", type=Path, required=True)
   parser.add_argument("--only", default="matrix,scaling", help="comma-separated; empty: compile nothing")
   parser.add_argument("--parallel", type=int, default=1)
-  parser.add_argument("--docs", action="store_true", help="then write the docs' tables from OUT's results")
+  parser.add_argument("--docs", action="store_true", help="then rewrite the docs (scripts/docs.py)")
   args = parser.parse_args()
   args.out.mkdir(parents=True, exist_ok=True)
   command = "python benchmarks/tpu_compile.py " + " ".join(sys.argv[1:])
@@ -150,8 +129,7 @@ def main():
     (args.out / f"tpu_{name}.md").write_text(f"# {titles[name]}\n\n{header(command, seconds)}{text}")
     print(text, flush=True)
   if args.docs:
-    for path, text in docs_from_results(args.out).items():
-      path.write_text(text)
+    subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "docs.py")], check=True)
 
 
 if __name__ == "__main__":

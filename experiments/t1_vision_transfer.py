@@ -247,6 +247,8 @@ def main():
                          f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}.\n\n" + table(results, shots, seeds)
                          + resume + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
                          "(against raw pixels, one value: a one-sample test):\n\n" + tests_against(results, shots)
+                         + "\nPalm with augmentation (`learner.augment=add`, the main job's default) minus each method:\n\n"
+                         + tests_against(results, shots, "palm_aug")
                          + "\nRandom actions (temporal pairs, no augmentation) minus each method:\n\n"
                          + tests_against(results, shots, "random_actions")
                          + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")

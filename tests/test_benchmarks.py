@@ -89,12 +89,3 @@ def test_accelerator_check_runs_at_tiny_size_and_writes_its_figures(tmp_path):
     assert math.isfinite(report[key]) and report[key] > 0, key
   assert report["loop_step_s"] >= report["learn_step_s"] * 0.5  # a loop step contains a learner step
   assert accelerator_check.nominal_peak("NVIDIA H200") == 989.0 and accelerator_check.nominal_peak("cpu") is None
-
-
-def test_the_docs_tpu_tables_are_the_committed_results():
-  """docs/scaling.md's TPU tables and the README's summary of them are exactly what
-  benchmarks/tpu_compile.py writes from benchmarks/results/tpu_*.{json,md} (rewrite them with
-  `python benchmarks/tpu_compile.py --out benchmarks/results --only "" --docs`)."""
-  import tpu_compile
-  for path, text in tpu_compile.docs_from_results(configs.ROOT / "benchmarks" / "results").items():
-    assert path.read_text() == text, f"{path} differs from the committed TPU results"
