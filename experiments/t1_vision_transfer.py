@@ -244,7 +244,10 @@ def main():
     common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
                          f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, "
                          f"and a ridge probe on {shots} labelled images per class (its L2 chosen by leave-one-out on them). "
-                         f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}.\n\n" + table(results, shots, seeds)
+                         f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}."
+                         + (f" The cells that {args.keep_from} holds are taken from it as they are (its own header and "
+                            "history say how they were made); this command probed the rest." if args.keep_from else "")
+                         + "\n\n" + table(results, shots, seeds)
                          + resume + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
                          "(against raw pixels, one value: a one-sample test):\n\n" + tests_against(results, shots)
                          + "\nPalm with augmentation (`learner.augment=add`, the main job's default) minus each method:\n\n"
