@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def start() -> tuple[float, str]:
 def provenance(started: tuple[float, str]) -> str:
   """The exact command, the commit the run started from and its wall time, for results.md."""
   t0, at = started
-  return (f"Command: `python {' '.join(sys.argv)}`  \nCommit: {at}  \nWall time: {(time.time() - t0) / 60:.1f} min "
+  return (f"Command: `python {shlex.join(sys.argv)}`  \nCommit: {at}  \nWall time: {(time.time() - t0) / 60:.1f} min "
           f"on {platform.machine()} ({_cores()} cores)\n")
 
 

@@ -17,7 +17,8 @@ index) and FORMAT a Python format spec (`.2f`, `.0%`, `,.0f`; default `g`), opti
 divisor (`.0f/1e9`: in billions). In a .md, KEY is three
 quoted words, the table's first header cell, a cell of the row (its first row that has it; several
 cells joined by " & " when one does not single the row out) and the column's header, and the figure
-is that row's cell in that column as the table has it. Arguments are split as a shell would (shlex).
+is that row's cell in that column as the table has it, or, given a fourth word, a regular expression,
+its first group's match in the cell (`"^(\S+)"`: the cell's first word). Arguments are split as a shell would (shlex).
 """
 from __future__ import annotations
 
@@ -105,10 +106,16 @@ def inline(arguments: str) -> str:
   path = source(words[0])
   if path.suffix == ".json" and len(words) in (2, 3):
     return figure(path, words[1], words[2] if len(words) == 3 else "g")
-  if path.suffix == ".md" and len(words) == 4:
-    return cell(path, *words[1:])
+  if path.suffix == ".md" and len(words) in (4, 5):
+    text = cell(path, *words[1:4])
+    if len(words) == 4:
+      return text
+    match = re.search(words[4], text)
+    if not match:
+      raise DocsError(f"marker '= {arguments}': {words[4]!r} does not match the cell {text!r}")
+    return match.group(1)
   raise DocsError(f"marker '= {arguments}': a .json takes KEY [FORMAT], a .md three quoted words "
-                  "(table, row, column)")
+                  "(table, row, column) and an optional regular expression")
 
 
 def block(kind: str, arguments: str) -> str:
