@@ -1,4 +1,4 @@
-"""Write the figures of the project's markdown from the committed results, so the docs cannot drift.
+r"""Write the figures of the project's markdown from the committed results, so the docs cannot drift.
 
     python scripts/docs.py           # rewrite every marked region of the docs
     python scripts/docs.py --check   # exit 1, naming each region that differs (the default test suite runs this)
