@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import configs, evaluate, learner as learner_lib, pretrain, workdir as wd
+from palmup import configs, evaluate, learner as learner_lib, pretrain_job, workdirs
 
 SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
@@ -42,7 +42,7 @@ def pretrain_run(workdir: Path, scale: str, overrides: dict, seed: int) -> Path:
     base, scaled = {"tiny": ("pretrain_tiny", {}), "cpu": ("pretrain_fashion_mnist", {}),
                     "full": ("pretrain_fashion_mnist", FULL_PRETRAIN)}[scale]
     config = configs.load(base, seed=seed, **{"eval.enabled": False, **PAPER_LEARNER, **scaled, **overrides})
-    pretrain.main(config, workdir)
+    pretrain_job.main(config, workdir)
   return workdir
 
 
@@ -54,7 +54,7 @@ def encoder_at(run: Path, scale: str, overrides: dict, seed: int, steps: int) ->
   run = Path(run)
   kept = run / f"encoder_{steps}"
   if not kept.exists():
-    done = max((r["step"] for r in wd.read_metrics(run)), default=0)
+    done = max((r["step"] for r in workdirs.read_metrics(run)), default=0)
     if done > steps:
       raise SystemExit(f"{run} ran {done} steps without keeping encoder_{steps}/; give another --runs")
     budget = CPU_PRETRAIN if scale == "cpu" else {}

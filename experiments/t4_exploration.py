@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from palmup import workdir as wd
+from palmup import workdirs
 
 # Setting name -> overrides shared by every explorer (the dynamics and the learner's pairs).
 SETTINGS = {
@@ -75,7 +75,7 @@ def after_seed_phase(run: Path, window: tuple[int, int] | None = None) -> dict[s
   (lo, hi), only over those chunks within steps (lo, hi] ({} if the run has none there)."""
   spec = json.loads((run / "config.json").read_text())
   seed_steps, chunk = spec["agent"]["seed_steps"], spec["train"]["chunk_steps"]
-  rows = wd.read_metrics(run)
+  rows = workdirs.read_metrics(run)
   after = [r for r in rows if r["step"] - chunk >= seed_steps]
   if window:
     rows = [r for r in after if r["step"] - chunk >= window[0] and r["step"] <= window[1]]
@@ -128,7 +128,7 @@ def table(data: dict, settings, explorers) -> str:
 
 
 def curves(dirs: list[Path], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-  rows = [wd.read_metrics(d) for d in dirs]
+  rows = [workdirs.read_metrics(d) for d in dirs]
   rows = [r for r in rows if r and metric in r[0]]
   if not rows:
     return None

@@ -97,7 +97,7 @@ def encoders(tmp_path_factory):
   root = tmp_path_factory.mktemp("encoders")
   learner = Learner(ml_collections.ConfigDict(dict(
       encoder=dict(name="conv", widths=(8, 16), features=16, conv_grad="auto", stem="cifar", width=8), head_hidden=16, head_out=8,
-      temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none")), 10)
+      temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", dtype="float32")), 10)
   for name, obs_shape in (("rgb32", (32, 32, 3)), ("grey16", (16, 16, 1))):
     save_encoder(root / name / "encoder", learner, learner.init(jax.random.PRNGKey(0), obs_shape).params, obs_shape)
   return root / "rgb32", root / "grey16"

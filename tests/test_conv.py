@@ -46,7 +46,7 @@ def test_the_auto_rule_follows_the_backend_and_a_learner_compiles_for_its_platfo
   assert [rule_for("auto", p) for p in ("cpu", "gpu", "tpu")] == ["im2col", "xla", "xla"]
   assert rule_for("taps", "tpu") == "taps" and rule_for("auto") == "im2col"  # this CPU is the default backend
   encoder = dict(name="conv", widths=(4,), features=4, conv_grad="auto", stem="cifar", width=4)
-  config = ConfigDict(dict(encoder=encoder, head_hidden=4, head_out=4))
+  config = ConfigDict(dict(encoder=encoder, head_hidden=4, head_out=4, dtype="float32"))
   assert Learner(config, 2, "tpu").model.encoder.conv_grad == "xla"
   assert Learner(config, 2).model.encoder.conv_grad == "im2col"
   with pytest.raises(ValueError, match="auto.*got 'fast'"):

@@ -15,7 +15,7 @@ from palmup.evaluators import few_shot, fine_tune, linear_probe
 from palmup.learner import Learner, load_encoder, save_encoder
 
 TINY_LEARNER = dict(encoder=dict(name="conv", widths=(8, 16), features=16, conv_grad="auto", stem="cifar", width=8), head_hidden=16,
-                    head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none")
+                    head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", dtype="float32")
 
 
 def _digits():

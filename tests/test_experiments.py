@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from palmup import configs, workdir as wd
+from palmup import configs, workdirs
 
 sys.path.insert(0, str(configs.ROOT / "experiments"))
 
@@ -109,7 +109,7 @@ def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypat
                                                                         for b in (3, 6)]
     for budget in ("3", "6"):
       assert 0.1 < results["results"][method][budget]["linear"][0] <= 1.0
-  steps = [row["step"] for row in wd.read_metrics(tmp_path / "palm_seed0")]
+  steps = [row["step"] for row in workdirs.read_metrics(tmp_path / "palm_seed0")]
   assert steps == [3, 6]  # the second budget resumed the first: one row per chunk, none redone
   assert results["floors"]["raw_pixels"]["linear"] > 0.8
   assert "| palm | 6 |" in (tmp_path / "results.md").read_text() and (tmp_path / "t5_budget_curve.png").exists()

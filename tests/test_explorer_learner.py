@@ -265,7 +265,7 @@ def test_td3_delays_actor_and_target_updates():
 def _learner(**overrides):
   cfg = ml_collections.ConfigDict(dict(
       encoder=dict(name="conv", widths=(8, 16), features=16, conv_grad="auto", stem="cifar", width=8), head_hidden=16,
-      head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", **overrides))
+      head_out=8, temperature=0.1, lr=1e-3, weight_decay=0.0, pair_offset=1, augment="none", dtype="float32", **overrides))
   return Learner(cfg, num_classes=3)
 
 

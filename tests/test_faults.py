@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from palmup import generators, workdir as wd
+from palmup import generators, workdirs
 
 ROOT = Path(__file__).parents[1]
 CHUNK, CHUNKS = 3, 8  # configs/pretrain_tiny.py: 3 steps per chunk, a checkpoint per chunk (2 kept)
@@ -51,7 +51,7 @@ def final_state(workdir):
     leaves = jax.tree.leaves(manager.restore(step))
   with ocp.StandardCheckpointer() as ckpt:
     encoder = jax.tree.leaves(ckpt.restore(workdir / "encoder" / "params"))
-  return step, leaves, [row["step"] for row in wd.read_metrics(workdir)], encoder
+  return step, leaves, [row["step"] for row in workdirs.read_metrics(workdir)], encoder
 
 
 def assert_same_run(a, b):
@@ -90,11 +90,11 @@ def test_sigkill_mid_save_and_at_random_moments_then_resume_is_bit_identical(ref
   assert out.returncode == -signal.SIGKILL
   rng = np.random.default_rng(0)
   for _ in range(2):  # kills at random moments once the run is under way: mid-chunk, mid-save, mid-write
-    rows = len(wd.read_metrics(tmp_path))
+    rows = len(workdirs.read_metrics(tmp_path))
     proc = subprocess.Popen(_pretrain_args(tmp_path, gen_dir), env=_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while len(wd.read_metrics(tmp_path)) <= rows and proc.poll() is None and time.time() < deadline:
+    while len(workdirs.read_metrics(tmp_path)) <= rows and proc.poll() is None and time.time() < deadline:
       time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 0.4))
     proc.kill()
@@ -141,7 +141,7 @@ def test_all_checkpoints_damaged_stops_with_one_line_and_deletes_nothing(gen_dir
   assert out.returncode == 0, out.stderr
   (aside,) = tmp_path.glob("previous_*")
   assert snapshot(aside) == before  # moved, byte for byte
-  assert [row["step"] for row in wd.read_metrics(tmp_path)] == [3, 6, 9, 12]
+  assert [row["step"] for row in workdirs.read_metrics(tmp_path)] == [3, 6, 9, 12]
 
 
 def test_incompatible_checkpoint_stops_with_one_line_naming_the_difference(gen_dir, tmp_path):
@@ -213,17 +213,17 @@ def _tensorboard_events(directory: Path):
 
 
 def test_metric_writer_drops_rows_after_the_restored_step_in_jsonl_and_tensorboard(tmp_path):
-  writer = wd.MetricWriter(tmp_path, resume_step=0)
+  writer = workdirs.MetricWriter(tmp_path, resume_step=0)
   for step in (3, 6, 9):
     writer.write(step, {"loss": step})
   writer.close()
   with (tmp_path / "metrics.jsonl").open("a") as f:
     f.write('{"step": 12, "ti')  # a row torn by a kill
-  writer = wd.MetricWriter(tmp_path, resume_step=6)  # the state was restored at step 6
-  assert [row["step"] for row in wd.read_metrics(tmp_path)] == [3, 6]
+  writer = workdirs.MetricWriter(tmp_path, resume_step=6)  # the state was restored at step 6
+  assert [row["step"] for row in workdirs.read_metrics(tmp_path)] == [3, 6]
   writer.write(9, {"loss": -9.0})
   writer.close()
-  rows = wd.read_metrics(tmp_path)
+  rows = workdirs.read_metrics(tmp_path)
   assert [(r["step"], r["loss"]) for r in rows] == [(3, 3.0), (6, 6.0), (9, -9.0)]
   starts = [e.step for e in _tensorboard_events(tmp_path / "tensorboard") if e.HasField("session_log")]
   assert 7 in starts  # TensorBoard hides the first process's events from step 7 on (purge_step)

@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from palmup import configs, evaluate, generators, learner as learner_lib, sharding, workdir as wd
+from palmup import configs, evaluate, generators, learner as learner_lib, sharding, workdirs
 
 ROOT = Path(__file__).parents[1]
 CHUNKS = 4
@@ -93,7 +93,7 @@ def test_two_processes_stopped_by_sigterm_and_resumed_equal_one_process_and_writ
     one_process, gen_dir, tmp_path):
   procs = launch(tmp_path, gen_dir, processes=2, devices=2)
   deadline = time.time() + 240
-  while not wd.read_metrics(tmp_path) and time.time() < deadline and all(p.poll() is None for p in procs):
+  while not workdirs.read_metrics(tmp_path) and time.time() < deadline and all(p.poll() is None for p in procs):
     time.sleep(0.05)
   for proc in procs:  # a preemption notice reaches every host
     proc.send_signal(signal.SIGTERM)
@@ -106,7 +106,7 @@ def test_two_processes_stopped_by_sigterm_and_resumed_equal_one_process_and_writ
   assert step_a == step_b == CHUNKS
   assert len(a) == len(b) > 20  # learner, agent, replay, env states, RNG, running mean
   assert_same_state(a, b)
-  assert [r["step"] for r in wd.read_metrics(tmp_path)] == [3 * (i + 1) for i in range(CHUNKS)]  # one writer
+  assert [r["step"] for r in workdirs.read_metrics(tmp_path)] == [3 * (i + 1) for i in range(CHUNKS)]  # one writer
   assert len(list(tmp_path.glob("**/learner.json"))) == 1
   _, params, _ = learner_lib.load_encoder(tmp_path / "encoder")
   _, reference, _ = learner_lib.load_encoder(one_process / "encoder")

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import load_config
-from palmup import generators, learner as learner_lib, pretrain, sharding, workdir as wd
+from palmup import generators, learner as learner_lib, pretrain, pretrain_job, sharding, workdirs
 from palmup.checkpoints import CheckpointError
 from palmup.config_checks import ConfigError
 from palmup.env import LatentEnv
@@ -192,16 +192,16 @@ def _final_params(workdir):
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "straight")
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path / "stopped")
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "stopped")
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "straight")
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path / "stopped")
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path / "stopped")
   (s1, a), (s2, b) = _final_params(tmp_path / "straight"), _final_params(tmp_path / "stopped")
   assert s1 == s2 == 3
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(leaves_a) == len(leaves_b) > 20  # learner, agent, replay, env state, RNG, running mean
   for x, y in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(x, y)
-  steps = [row["step"] for row in wd.read_metrics(tmp_path / "stopped")]
+  steps = [row["step"] for row in workdirs.read_metrics(tmp_path / "stopped")]
   assert steps == [3, 6, 9]  # chunk 1 from the first run, 2 and 3 after resuming
   learner, params, obs_shape = learner_lib.load_encoder(tmp_path / "stopped" / "encoder")
   assert obs_shape == (8, 8, 1)
@@ -211,14 +211,14 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
 
 
 def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(gen_dir, tmp_path):
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 6}), tmp_path)
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 6}), tmp_path)
   latest = tmp_path / "checkpoints" / "2"
   for f in latest.rglob("*"):
     if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
       f.write_bytes(b"\0" * 7)
   with pytest.warns(UserWarning, match="checkpoint 2 .* unreadable"):
-    pretrain.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path)
-  steps = [row["step"] for row in wd.read_metrics(tmp_path)]
+    pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 9}), tmp_path)
+  steps = [row["step"] for row in workdirs.read_metrics(tmp_path)]
   assert steps == [3, 6, 9]  # chunk 2 redone from checkpoint 1, its old row dropped
   (damaged,) = (tmp_path / "damaged_checkpoints").iterdir()  # moved out of rotation's reach, not deleted
   assert damaged.name.startswith("2_") and (damaged / "_CHECKPOINT_METADATA").exists()
@@ -226,29 +226,29 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(gen_dir, tmp_path):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(gen_dir, tmp_path, monkeypatch):
-  monkeypatch.setattr(pretrain, "_RESUMABLE_CHANGES", pretrain._RESUMABLE_CHANGES + ("learner.lr",))
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
+  monkeypatch.setattr(pretrain_job, "_RESUMABLE_CHANGES", pretrain_job._RESUMABLE_CHANGES + ("learner.lr",))
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
   with pytest.raises(FloatingPointError, match=r"non-finite .*ntxent.* in chunk 2: stopping; the last good checkpoint \(chunk 1\) is kept"):
-    pretrain.main(tiny_config(gen_dir, **{"train.steps": 9, "learner.lr": 1e30}), tmp_path)
+    pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 9, "learner.lr": 1e30}), tmp_path)
   manager = ocp.CheckpointManager(tmp_path / "checkpoints")
   assert manager.all_steps() == [1]
 
 
 def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_path, monkeypatch):
-  write = wd.MetricWriter.write
+  write = workdirs.MetricWriter.write
 
   def write_then_sigterm(self, step, metrics):
     write(self, step, metrics)
     if step == 3:
       signal.raise_signal(signal.SIGTERM)
 
-  monkeypatch.setattr(wd.MetricWriter, "write", write_then_sigterm)
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
+  monkeypatch.setattr(workdirs.MetricWriter, "write", write_then_sigterm)
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
   assert ocp.CheckpointManager(tmp_path / "checkpoints").all_steps() == [1]
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
-  monkeypatch.setattr(wd.MetricWriter, "write", write)
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
-  assert [row["step"] for row in wd.read_metrics(tmp_path)] == [3, 6, 9, 12]
+  monkeypatch.setattr(workdirs.MetricWriter, "write", write)
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 12, "train.checkpoint_every": 10}), tmp_path)
+  assert [row["step"] for row in workdirs.read_metrics(tmp_path)] == [3, 6, 9, 12]
 
 
 @pytest.mark.parametrize("override,match", [
@@ -320,7 +320,8 @@ def test_latent_storage_gives_the_same_run_as_pixel_storage(env):
 @pytest.mark.slow  # about 45 s: ResNet-50 compile; `make test-slow`
 def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
   """configs/pretrain_accelerator.py unchanged except its sizes: ResNet-50 (imagenet stem), latent
-  replay, full-size DDPG; lowered and compiled on CPU."""
+  replay, its agent at full size; lowered and compiled on CPU. A step of the compiled chunk costs
+  at least its learner update (XLA counts the scanned step once)."""
   config = load_config("pretrain_accelerator", **{
       "num_envs": 8, "replay.batch_size": 16, "replay.capacity": 8, "learner.encoder.width": 4,
       "learner.head_hidden": 16, "agent.hidden": 16, "train.chunk_steps": 2, "apt.k": 4})
@@ -329,14 +330,17 @@ def test_accelerator_config_builds_and_compiles_at_tiny_scale(env):
   world = pretrain.make_world(config, LatentEnv(env.generator, env.generator_params, obs_size=config.obs_size))
   init, chunk, _ = pretrain.jit_pretrain(config, world, sharding.make_mesh())
   state = jax.eval_shape(init, world, jax.random.PRNGKey(0))
-  compiled = chunk.lower(world, state).compile()
-  assert compiled.cost_analysis()["flops"] > 0
+  chunk_flops = chunk.lower(world, state).compile().cost_analysis()["flops"]
+  parts, key = pretrain.step_parts(config, world), jax.random.PRNGKey(0)
+  seq = jax.eval_shape(parts["sample"], state.buffer, key)
+  learn_flops = jax.jit(parts["learn"]).lower(state.learner, seq, key).compile().cost_analysis()["flops"]
+  assert chunk_flops >= learn_flops > 0
 
 
 def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
-  pretrain.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
+  pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 3}), tmp_path)
   with pytest.raises(CheckpointError, match=r"different config \(learner.lr changed\).*use a new --workdir, or add --config.train.restart=True"):
-    pretrain.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)
+    pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)
 
 
 def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):

@@ -2,7 +2,6 @@
 against hostile pickles, one line for every bad input, and general over the format's shapes."""
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,11 @@ from palmup.generators import network_pickle, stylegan2_ada, stylegan2_ada_impor
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "stylegan2ada"
 TOLERANCE = 1e-5  # of the outputs' scale (max |value|)
+
+
+def map_ws(gen, params, z, y):
+  """The mapped, truncated ws [B, num_ws, w_dim] of a stylegan2_ada Generator (NVIDIA's G.mapping)."""
+  return gen.module.apply({"params": params}, z, y, method=lambda m, z, y: m.ws(m.map_w(z, y)))
 
 
 def _cli(*args):
@@ -69,7 +73,7 @@ def test_matches_nvidia_reference_through_the_cli(imported, run, image, ws):
   assert out.shape == expected.shape == (8, 3, 32, 32)
   assert np.abs(out - expected).max() <= TOLERANCE * np.abs(expected).max()
   assert np.abs(expected).max() > 5  # raw outputs, not clamped to [-1, 1] (the perturbed weights reach ~14)
-  mapped = np.asarray(stylegan2_ada.map_ws(gen, params, z, y))
+  mapped = np.asarray(map_ws(gen, params, z, y))
   assert np.abs(mapped - ref[ws]).max() <= TOLERANCE * np.abs(ref[ws]).max()
 
 
@@ -90,7 +94,7 @@ def test_truncation_cutoff_matches_reference():
   ref = np.load(reference("cond32_ref.npz"))
   config = configs.load("import_stylegan2ada", source="x", truncation_psi=0.5, truncation_cutoff=2)
   gen, params = imp.build(*imp.convert(network_pickle.load(reference("cond32.pkl"))["G_ema"]), config)
-  mapped = np.asarray(stylegan2_ada.map_ws(gen, params, jnp.asarray(ref["z"]), jnp.asarray(ref["labels"])))
+  mapped = np.asarray(map_ws(gen, params, jnp.asarray(ref["z"]), jnp.asarray(ref["labels"])))
   np.testing.assert_allclose(mapped, ref["ws_psi05_cut2"], atol=TOLERANCE * np.abs(ref["ws"]).max())
   assert not np.allclose(mapped[:, 2:], ref["ws_psi07"][:, 2:])
 
@@ -213,7 +217,7 @@ def test_other_shapes_convert_and_fused_equals_non_fused(monkeypatch, tmp_path, 
   z = jax.random.normal(jax.random.PRNGKey(0), (4, gen.latent_dim))
   y = jnp.arange(4) % gen.num_classes
   out = gen.apply(params, z, y)
-  assert stylegan2_ada.map_ws(gen, params, z, y).shape == (4, stylegan2_ada.num_ws(r), kwargs["w_dim"])
+  assert map_ws(gen, params, z, y).shape == (4, stylegan2_ada.num_ws(r), kwargs["w_dim"])
   fused = generators.make("stylegan2_ada", gen.latent_dim, {**_spec(gen), "fused_modconv": True})
   np.testing.assert_allclose(fused.apply(params, z, y), out, rtol=1e-4, atol=1e-4 * float(jnp.abs(out).max()))
   if shape["c_dim"]:
@@ -261,7 +265,7 @@ class _nothing:
 def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tmp_path):
   """configs/pretrain_cifar10_stylegan2ada.py unchanged but for its sizes, in the imported shared
   pickle: the env, the fused loop (CIFAR ResNet-18, bfloat16), checkpoints and `palmup evaluate`."""
-  from palmup import evaluate, pretrain
+  from palmup import evaluate, pretrain_job
   config = configs.load("pretrain_cifar10_stylegan2ada", **{
       "generator": str(imported["const"] / "generator"), "num_envs": 8, "replay.capacity": 8,
       "replay.batch_size": 16, "learner.encoder.width": 4, "learner.head_hidden": 16, "learner.head_out": 8,
@@ -270,7 +274,7 @@ def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tm
   assert (config.learner.encoder.name, config.learner.encoder.stem, config.learner.dtype, config.obs_size) == (
       "resnet18", "cifar", "bfloat16", 32)
   run = tmp_path / "run"
-  pretrain.main(config, run)
+  pretrain_job.main(config, run)
   rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["step"] == 2 and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
   from PIL import Image
@@ -318,10 +322,10 @@ def test_w_space_is_refused_where_there_is_none(tiny_gen):
 
 
 def test_tiny_pretrain_in_w_space_of_the_imported_world(imported, tmp_path):
-  from palmup import pretrain
+  from palmup import pretrain_job
   config = configs.load("pretrain_tiny", **{"generator": str(imported["const"] / "generator"), "latent_space": "w",
                                             "log.judge": "", "train.steps": 3})
-  pretrain.main(config, tmp_path / "run")
+  pretrain_job.main(config, tmp_path / "run")
   rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["step"] == 3 and (tmp_path / "run" / "encoder").exists()
 

@@ -120,11 +120,11 @@ def test_a_view_with_a_negative_offset_or_stride_is_refused_not_read_from_the_en
 
 def _conv_transpose_reference(x, w, stride, padding):
   """torch ConvTranspose2d by definition (scatter-add), x [H, W, Cin], w [Cin, Cout, k, k]."""
-  h, wd, _ = x.shape
+  h, width, _ = x.shape
   cout, k = w.shape[1], w.shape[2]
-  full = np.zeros(((h - 1) * stride + k, (wd - 1) * stride + k, cout))
+  full = np.zeros(((h - 1) * stride + k, (width - 1) * stride + k, cout))
   for i in range(h):
-    for j in range(wd):
+    for j in range(width):
       full[i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum("c,cokl->klo", x[i, j], w)
   return full[padding:full.shape[0] - padding, padding:full.shape[1] - padding]
 

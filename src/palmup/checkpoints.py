@@ -28,7 +28,7 @@ import numpy as np
 from etils import epath
 
 from palmup import sharding
-from palmup import workdir as wd
+from palmup import workdirs
 from palmup.errors import UserError
 
 RESTART_HINT = ("use a new --workdir, or add --config.train.restart=True to move this run aside "
@@ -117,7 +117,7 @@ class Checkpoints:
 
   def __init__(self, workdir: epath.PathLike, keep: int, interval: int = 1):
     import orbax.checkpoint as ocp
-    self.workdir = wd.path(workdir)
+    self.workdir = workdirs.path(workdir)
     self.directory = self.workdir / "checkpoints"
     self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=interval, create=True),
@@ -199,7 +199,7 @@ def write_params(path: epath.PathLike, params):
   process of a multi-process run must call it (orbax synchronises them)."""
   import orbax.checkpoint as ocp
   with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(wd.path(path), jax.device_get(params), force=True)
+    ckpt.save(workdirs.path(path), jax.device_get(params), force=True)
 
 
 def read_params(path: epath.PathLike, target, what: str, hint: str):
@@ -212,7 +212,7 @@ def read_params(path: epath.PathLike, target, what: str, hint: str):
   alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
   with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckpt:
     try:
-      return ckpt.restore(wd.path(path), target)
+      return ckpt.restore(workdirs.path(path), target)
     except Exception as e:  # noqa: BLE001 (missing, damaged or mismatched arrays: orbax raises many types)
       raise UserError(f"the {what}'s parameters in {path} cannot be read ({type(e).__name__}: {str(e)[:160]}); "
                       f"{hint}") from e
@@ -221,7 +221,7 @@ def read_params(path: epath.PathLike, target, what: str, hint: str):
 def move_aside(workdir: epath.PathLike) -> epath.Path | None:
   """Moves everything a run wrote in workdir (except earlier previous_*/ folders) into
   workdir/previous_<time>/; -> that folder, or None when there was nothing to move."""
-  workdir = wd.path(workdir)
+  workdir = workdirs.path(workdir)
   entries = [p for p in workdir.iterdir() if not p.name.startswith("previous_")] if workdir.is_dir() else []
   if not entries:
     return None

@@ -25,7 +25,7 @@ COMMANDS = {
     "import-generator": "palmup.generators:import_main",
     "eval-generator": "palmup.evaluators.generator_quality:main",
     "render": "palmup.render:main",
-    "pretrain": "palmup.pretrain:main",
+    "pretrain": "palmup.pretrain_job:main",
     "evaluate": "palmup.evaluate:main",
     "report": "palmup.report:main",
     "rl-transfer": "palmup.rl.transfer:main",
@@ -103,13 +103,13 @@ def _unknown_override(argv) -> str | None:
   for arg in argv:
     if arg.startswith("--config."):
       key = arg[len("--config."):].split("=", 1)[0]
-      node_at, seen = node, []
+      node_at, key_path = node, []
       for part in key.split("."):
         if not hasattr(node_at, "keys") or part not in node_at:
           valid = ", ".join(sorted(node_at.keys())) if hasattr(node_at, "keys") else "(none: a leaf)"
-          where = "config." + ".".join(seen) if seen else "config"
+          where = "config." + ".".join(key_path) if key_path else "config"
           return f"unknown config key config.{key}; valid keys under {where}: {valid}"
-        node_at, seen = node_at[part], seen + [part]
+        node_at, key_path = node_at[part], key_path + [part]
   return None
 
 

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from palmup import config_checks as cc, sharding, workdir as wd
+from palmup import config_checks, sharding, workdirs
 from palmup.data import datasets, transforms
 from palmup.evaluators import few_shot, fine_tune, linear_probe
 from palmup.learner import load_encoder
@@ -44,12 +44,12 @@ def probe_config(**overrides) -> ml_collections.ConfigDict:
 
 def validate_probe(config, prefix: str):
   for key in ("train_examples", "random_seeds"):
-    cc.positive(config, f"{prefix}.{key}", allow_zero=True)
+    config_checks.positive(config, f"{prefix}.{key}", allow_zero=True)
   for key in ("logistic.steps", "few_shot.seeds"):
-    cc.positive(config, f"{prefix}.{key}")
+    config_checks.positive(config, f"{prefix}.{key}")
   for key in ("logistic.l2_grid", "ridge.l2_grid", "few_shot.l2_grid", "few_shot.shots"):
-    values = cc.get(config, f"{prefix}.{key}")
-    cc.require(len(values) > 0 and all(v > 0 for v in values), f"{prefix}.{key}", values, "a non-empty list of values > 0")
+    values = config_checks.get(config, f"{prefix}.{key}")
+    config_checks.require(len(values) > 0 and all(v > 0 for v in values), f"{prefix}.{key}", values, "a non-empty list of values > 0")
 
 
 def load_splits(dataset: str, data_dir=None) -> tuple[datasets.ArrayDataset, datasets.ArrayDataset]:
@@ -162,24 +162,24 @@ def summary(result: dict) -> str:
 
 def encoder_dir(path: str) -> epath.Path:
   """A pretrain workdir or its encoder/ directory -> the directory holding learner.json."""
-  path = wd.path(path)
+  path = workdirs.path(path)
   for candidate in (path, path / "encoder"):
     if (candidate / "learner.json").exists():
       return candidate
-  raise cc.ConfigError(f"config.encoders: {str(path)!r} is neither a palmup encoder directory nor a pretrain "
+  raise config_checks.ConfigError(f"config.encoders: {str(path)!r} is neither a palmup encoder directory nor a pretrain "
                        "workdir holding encoder/ (both have learner.json, written by `palmup pretrain`)")
 
 
 def validate(config):
-  cc.require(bool(config.encoders.strip()), "encoders", config.encoders,
+  config_checks.require(bool(config.encoders.strip()), "encoders", config.encoders,
              "comma-separated pretrain workdirs or encoder directories")
   names = [d.strip() for d in config.datasets.split(",") if d.strip()]
-  cc.require(bool(names), "datasets", config.datasets, f"comma-separated names: built-in {', '.join(datasets.BUILTIN)} "
+  config_checks.require(bool(names), "datasets", config.datasets, f"comma-separated names: built-in {', '.join(datasets.BUILTIN)} "
              "or tfds datasets prepared in config.data_dir")
   validate_probe(config, "probe")
   if config.fine_tune.enabled:
     for key in ("fine_tune.steps", "fine_tune.batch_size", "fine_tune.lr"):
-      cc.positive(config, key)
+      config_checks.positive(config, key)
 
 
 def _row(name: str, results: list[dict], fine_tuned: list[float]) -> dict:
@@ -213,10 +213,10 @@ def main(config, workdir):
       encoders[d.parent.name if d.name == "encoder" else d.name] = load_encoder(d)
     splits = {name: load_splits(name, config.data_dir)
               for name in (d.strip() for d in config.datasets.split(",") if d.strip())}
-    workdir = wd.create(workdir)
+    workdir = workdirs.create(workdir)
   primary = sharding.is_primary()  # every process computes every probe (host-local, no collective); one writes
   if primary:
-    wd.write_config(workdir, config)
+    workdirs.write_config(workdir, config)
   cfg, ft = config.probe, config.fine_tune
   results, rows, verdicts = {}, {}, []
   for dataset, (train, test) in splits.items():

@@ -263,18 +263,18 @@ class ActorCritic:
       return jnp.zeros(features.shape[0])
     return self.reward(features, apt.RunningMean.init())[0]
 
-  def update(self, state: AgentState, features, action, first, novelty, key, step, seen=None):
+  def update(self, state: AgentState, features, action, first, novelty, key, step, observed=None):
     """One actor-critic update from detached features [B, n+1, D] of replayed frames (what the batch
     reward reads), the actions [B, A] taken at frame 0, first [B, n+1], the stored novelty [B, n+1]
-    and seen [B, 2, O]: what actor and critic observe of frames 0 and n (default: their features)."""
+    and observed [B, 2, O]: what actor and critic observe of frames 0 and n (default: their features)."""
     c = self.config
     n = features.shape[1] - 1
     k_next, k_pi = jax.random.split(key)
     reward, reward_mean = self.nstep_rewards(features, novelty, state.reward_mean)
     ret = jnp.sum(reward * c.discount ** jnp.arange(reward.shape[1]), axis=1)
     std = self.std(step)
-    seen = jnp.stack([features[:, 0], features[:, n]], axis=1) if seen is None else seen
-    h0, hn = self.inputs(seen[:, 0]), self.inputs(seen[:, 1])
+    observed = jnp.stack([features[:, 0], features[:, n]], axis=1) if observed is None else observed
+    h0, hn = self.inputs(observed[:, 0]), self.inputs(observed[:, 1])
     alpha = jnp.exp(state.log_alpha) if self.sac else 0.0
     next_actor = state.actor_target if c.td3 else state.actor
     next_action, next_log_prob = self._sample(next_actor, hn, k_next, std)
@@ -304,17 +304,17 @@ class ActorCritic:
     if self.sac:
       al_updates, alpha_opt = self.optimizer.update(jax.grad(alpha_loss)(log_alpha), alpha_opt)
       log_alpha = optax.apply_updates(log_alpha, al_updates)
-    policy = self.policy(state, seen[:, 0])
+    policy = self.policy(state, observed[:, 0])
     dq_da = jax.grad(lambda a: jnp.sum(jnp.minimum(*self.critic.apply(critic, h0, a))))(policy)
     a_updates, actor_opt = self.optimizer.update(a_grads, state.actor_opt)
     actor = optax.apply_updates(state.actor, a_updates)
     delay = c.policy_delay if c.td3 else 1
     act_now = state.updates % delay == 0
-    pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(act_now, a, b), new, old)
-    actor, actor_opt = pick(actor, state.actor), pick(actor_opt, state.actor_opt)
-    soft = lambda target, online: optax.incremental_update(online, target, c.tau)
-    critic_target = pick(soft(state.critic_target, critic), state.critic_target)
-    actor_target = pick(soft(state.actor_target, actor), state.actor_target)
+    when_acting = lambda new, old: jax.tree.map(lambda a, b: jnp.where(act_now, a, b), new, old)
+    actor, actor_opt = when_acting(actor, state.actor), when_acting(actor_opt, state.actor_opt)
+    polyak = lambda target, online: optax.incremental_update(online, target, c.tau)
+    critic_target = when_acting(polyak(state.critic_target, critic), state.critic_target)
+    actor_target = when_acting(polyak(state.actor_target, actor), state.actor_target)
     new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
                      state.updates + 1, log_alpha, alpha_opt)
     metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "q_target": jnp.mean(target),

@@ -20,24 +20,24 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from palmup import config_checks as cc, workdir as wd
+from palmup import config_checks, workdirs
 
 TARGETS = ("tpu", "slurm")
 
 
 def validate(config):
-  cc.one_of(config, "target", TARGETS)
-  cc.one_of(config, "preflight", (True, False))
-  cc.require(bool(config.run.command.strip()), "run.command", config.run.command, "a palmup command, e.g. pretrain")
-  cc.require(bool(config.run.workdir.strip()), "run.workdir", config.run.workdir,
+  config_checks.one_of(config, "target", TARGETS)
+  config_checks.one_of(config, "preflight", (True, False))
+  config_checks.require(bool(config.run.command.strip()), "run.command", config.run.command, "a palmup command, e.g. pretrain")
+  config_checks.require(bool(config.run.workdir.strip()), "run.workdir", config.run.workdir,
              "the run's workdir, one path every host sees (a gs:// bucket or NFS)")
   if config.target == "tpu":
     for key in ("tpu.name", "tpu.zone", "tpu.accelerator_type", "tpu.version"):
-      cc.require(bool(cc.get(config, key)), key, cc.get(config, key), "a non-empty string")
+      config_checks.require(bool(config_checks.get(config, key)), key, config_checks.get(config, key), "a non-empty string")
   else:
     for key in ("slurm.nodes", "slurm.gpus_per_node"):
-      cc.positive(config, key)
-    cc.require(not wd.is_uri(config.run.workdir), "run.workdir", config.run.workdir,
+      config_checks.positive(config, key)
+    config_checks.require(not workdirs.is_uri(config.run.workdir), "run.workdir", config.run.workdir,
                "a shared filesystem path on a SLURM cluster (sbatch writes its log there)")
 
 
@@ -91,7 +91,7 @@ def preflight(config, workdir):
 
 def main(config, workdir):
   validate(config)
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   if config.target == "tpu" and config.preflight and config.run.command == "pretrain":
     preflight(config, workdir)
   if config.target == "tpu":

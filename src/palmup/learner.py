@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from palmup import checkpoints
-from palmup import workdir as wd
+from palmup import workdirs
 from palmup.augment import augment
 from palmup.data import transforms
 from palmup.losses import ntxent
@@ -92,7 +92,7 @@ class Learner:
     """images float [B, H, W, C] -> (features, projections, probe logits), float32. With
     config.dtype="bfloat16" the float32 parameters and the images are cast to bfloat16 for the
     forward pass (gradients flow back to float32 parameters, optimiser state stays float32)."""
-    dtype = jnp.dtype(self.config.get("dtype", "float32"))
+    dtype = jnp.dtype(self.config.dtype)
     if dtype != jnp.float32:
       params = jax.tree.map(lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
       images = images.astype(dtype)
@@ -128,7 +128,7 @@ class Learner:
 def save_encoder(path, learner: Learner, params, obs_shape):
   """Writes the learner's config, input shape and parameters (orbax): what evaluation and RL
   transfer read (load_encoder), without importing the trainer."""
-  path = wd.path(path)
+  path = workdirs.path(path)
   path.mkdir(parents=True, exist_ok=True)
   spec = {"learner": learner.config.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
   if jax.process_index() == 0:  # orbax's save below is called by every process of a multi-process run
@@ -140,9 +140,10 @@ def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
   """(learner, params, obs_shape) from a directory written by save_encoder (workdir/encoder)."""
   import ml_collections
   hint = "give a `palmup pretrain` workdir's encoder/ (rerun the pretraining to rewrite a damaged one)"
-  path = wd.existing_dir(path, "encoder directory", hint)
-  spec = wd.read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
-  learner = Learner(ml_collections.ConfigDict(spec["learner"]), spec["num_classes"])
+  path = workdirs.existing_dir(path, "encoder directory", hint)
+  spec = workdirs.read_json(path / "learner.json", "encoder spec", hint, keys=("learner", "num_classes", "obs_shape"))
+  learner_config = {"dtype": "float32", **spec["learner"]}  # encoders saved before learner.dtype existed
+  learner = Learner(ml_collections.ConfigDict(learner_config), spec["num_classes"])
   obs_shape = tuple(spec["obs_shape"])
   abstract = jax.eval_shape(lambda k: learner.init(k, obs_shape).params, jax.random.PRNGKey(0))
   return learner, checkpoints.read_params(path / "params", abstract, "encoder", hint), obs_shape

@@ -48,7 +48,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from palmup import config_checks as cc, configs, workdir as wd
+from palmup import config_checks, configs, workdirs
 from palmup.errors import UserError
 
 
@@ -102,20 +102,20 @@ def generation(topology: str) -> str:
 
 
 def validate(config):
-  cc.require(bool(config.run.config.strip()), "run.config", config.run.config, "a pretrain config file")
-  cc.require(bool(config.topology.strip()), "topology", config.topology, "one or more comma-separated topologies")
+  config_checks.require(bool(config.run.config.strip()), "run.config", config.run.config, "a pretrain config file")
+  config_checks.require(bool(config.topology.strip()), "topology", config.topology, "one or more comma-separated topologies")
   for name in config.topology.split(","):
     try:
       topology_name(name)
     except UserError as e:
-      raise cc.ConfigError(f"config.topology={config.topology!r} is invalid: {e}") from None
+      raise config_checks.ConfigError(f"config.topology={config.topology!r} is invalid: {e}") from None
   for key in ("envs_per_chip", "batch_per_chip", "chunk_steps"):
-    cc.positive(config, key, allow_zero=True)
-  cc.in_range(config, "headroom", 0, 0.999)
-  cc.positive(config, "parallel")
-  cc.positive(config, "timeout")
+    config_checks.positive(config, key, allow_zero=True)
+  config_checks.in_range(config, "headroom", 0, 0.999)
+  config_checks.positive(config, "parallel")
+  config_checks.positive(config, "timeout")
   for program in config.programs.split(","):
-    cc.require(program in ("init", "chunk"), "programs", config.programs, "a comma-separated subset of init,chunk")
+    config_checks.require(program in ("init", "chunk"), "programs", config.programs, "a comma-separated subset of init,chunk")
   run_config(config.run.config, config.run.overrides)  # a bad file or override stops here
 
 
@@ -258,14 +258,14 @@ def _called(line: str) -> list[str]:
 
 
 def _reachable(computations: dict[str, list[str]], roots: list[str]) -> set[str]:
-  seen, todo = set(), list(roots)
+  visited, todo = set(), list(roots)
   while todo:
     name = todo.pop()
-    if name in seen or name not in computations:
+    if name in visited or name not in computations:
       continue
-    seen.add(name)
+    visited.add(name)
     todo += [c for line in computations[name] for c in _called(line)]
-  return seen
+  return visited
 
 
 def hlo_summary(hlo: str) -> dict:
@@ -422,7 +422,7 @@ def table(results: list[dict], headroom: float) -> str:
 
 def main(config, workdir):
   validate(config)
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   start = time.perf_counter()
   results = run(config)
   report(config, results, workdir, time.perf_counter() - start)

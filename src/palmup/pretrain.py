@@ -2,7 +2,7 @@
 
     palmup pretrain --config configs/pretrain_fashion_mnist.py --workdir runs/pretrain
 
-`make_pretrain(config, env, mesh)` returns pure `init(key)` and `chunk(state)`; `chunk` is one
+`make_pretrain(config, mesh)` returns pure `init(world, key)` and `chunk(world, state)`; `chunk` is one
 `lax.scan` over `train.chunk_steps` fused steps, jitted once with data-parallel shardings
 (palmup.sharding). One step (its parts, as functions: `step_parts`):
 
@@ -27,7 +27,8 @@ SimCLR on the real data, the upper reference for what generated data could give.
 held on device, resized to the observation shape (fine for the built-in datasets; a large one
 would need an input pipeline).
 
-The host loop only calls chunks, logs, writes pictures and checkpoints. Workdir:
+The host side (palmup.pretrain_job: the run loop, resume, pictures, the end-of-run probe) only calls
+chunks, logs, writes pictures and checkpoints. Workdir:
   config.json, metrics.jsonl, tensorboard/   what was run and what it measured (one row per chunk)
   checkpoints/                                orbax, everything (networks, optimisers, replay, env
                                               states, RNG, running statistics); resumed on restart
@@ -39,24 +40,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
-import signal
-import time
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
 
-from palmup import apt, checkpoints as ckpt_lib, config_checks as cc, generators, sharding, viz, workdir as wd
+from palmup import apt, config_checks, generators, sharding
 from palmup.data import datasets, transforms
 from palmup.errors import UserError
 from palmup.env import LATENT_SPACES, EnvParams, EnvState, LatentEnv, make_env, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
-from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, save_encoder, view
+from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, view
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.planner import NoveltyPlanner
@@ -88,71 +84,71 @@ class PretrainState:
 def validate(config, device_count: int | None = None):
   """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid.
   device_count: the devices the run's mesh will have (None: this process's jax.device_count())."""
-  cc.one_of(config, "explorer", EXPLORERS)
-  cc.one_of(config, "stand_in", ("", *generators.STAND_INS))
-  cc.one_of(config, "replay.storage", STORAGES)
-  cc.one_of(config, "apt.reference", APT_REFERENCES)
-  cc.one_of(config, "apt.nstep_reward", NSTEP_REWARDS)
-  cc.one_of(config, "agent.algo", AGENT_ALGOS)
-  cc.one_of(config, "agent.observe", AGENT_OBSERVES)
-  cc.positive(config, "agent.init_temperature")
-  cc.one_of(config, "learner.augment", AUGMENT_MODES)
-  cc.one_of(config, "learner.encoder.name", ENCODERS)
-  cc.one_of(config, "learner.dtype", DTYPES)
+  config_checks.one_of(config, "explorer", EXPLORERS)
+  config_checks.one_of(config, "stand_in", ("", *generators.STAND_INS))
+  config_checks.one_of(config, "replay.storage", STORAGES)
+  config_checks.one_of(config, "apt.reference", APT_REFERENCES)
+  config_checks.one_of(config, "apt.nstep_reward", NSTEP_REWARDS)
+  config_checks.one_of(config, "agent.algo", AGENT_ALGOS)
+  config_checks.one_of(config, "agent.observe", AGENT_OBSERVES)
+  config_checks.positive(config, "agent.init_temperature")
+  config_checks.one_of(config, "learner.augment", AUGMENT_MODES)
+  config_checks.one_of(config, "learner.encoder.name", ENCODERS)
+  config_checks.one_of(config, "learner.dtype", DTYPES)
   if config.learner.encoder.name == "conv":
-    cc.one_of(config, "learner.encoder.conv_grad", conv.RULES)
+    config_checks.one_of(config, "learner.encoder.conv_grad", conv.RULES)
   if config.explorer == "static":
-    cc.one_of(config, "static_views", tuple(STATIC_VIEWS))
-    cc.positive(config, "static_sigma")
+    config_checks.one_of(config, "static_views", tuple(STATIC_VIEWS))
+    config_checks.positive(config, "static_sigma")
     views = config.static_views
     valid = STATIC_VIEWS[views]
-    cc.require(config.learner.augment in valid, "learner.augment", config.learner.augment,
+    config_checks.require(config.learner.augment in valid, "learner.augment", config.learner.augment,
                f"one of {', '.join(map(repr, valid))} when explorer='static' and static_views={views!r}")
     if views == "latent":
-      cc.require(config.static_source == "generator", "static_source", config.static_source,
+      config_checks.require(config.static_source == "generator", "static_source", config.static_source,
                  "'generator' when static_views='latent' (real images have no latent neighbour)")
   else:
-    cc.require(config.static_source == "generator", "static_source", config.static_source,
+    config_checks.require(config.static_source == "generator", "static_source", config.static_source,
                f"'generator' when explorer={config.explorer!r} (a dataset source needs explorer='static')")
   for key in ("num_envs", "replay.batch_size", "replay.capacity", "learner.pair_offset", "agent.nstep",
               "train.steps", "train.chunk_steps", "train.checkpoint_every", "train.keep_checkpoints", "apt.k",
               "learner.temperature",
               "learner.lr", "agent.lr", "obs_size"):
-    cc.positive(config, key)
-  cc.one_of(config, "train.restart", (False, True))
-  cc.one_of(config, "latent_space", LATENT_SPACES)
-  cc.in_range(config, "agent.discount", 0, 1)
-  cc.in_range(config, "agent.tau", 0, 1)
-  cc.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
+    config_checks.positive(config, key)
+  config_checks.one_of(config, "train.restart", (False, True))
+  config_checks.one_of(config, "latent_space", LATENT_SPACES)
+  config_checks.in_range(config, "agent.discount", 0, 1)
+  config_checks.in_range(config, "agent.tau", 0, 1)
+  config_checks.require(config.apt.k <= config.replay.batch_size, "apt.k", config.apt.k,
              f"<= replay.batch_size={config.replay.batch_size} (neighbours come from the batch)")
-  cc.require(config.apt.k >= 2, "apt.k", config.apt.k,
+  config_checks.require(config.apt.k >= 2, "apt.k", config.apt.k,
              ">= 2 (a frame's nearest neighbour is itself, at distance 0: with k = 1 every reward is 0)")
-  cc.positive(config, "log.stats_envs")
+  config_checks.positive(config, "log.stats_envs")
   stats_envs = min(config.log.stats_envs, config.num_envs)
-  cc.require(config.log.entropy_k < stats_envs, "log.entropy_k", config.log.entropy_k,
+  config_checks.require(config.log.entropy_k < stats_envs, "log.entropy_k", config.log.entropy_k,
              f"< min(log.stats_envs, num_envs) = {stats_envs} (the envs whose latents it reads)")
-  cc.require(config.apt.k <= stats_envs, "apt.k", config.apt.k,
+  config_checks.require(config.apt.k <= stats_envs, "apt.k", config.apt.k,
              f"<= min(log.stats_envs, num_envs) = {stats_envs} (the logged APT objective, and with "
              "apt.reference='population' the reward, take neighbours among the envs)")
-  cc.positive(config, "agent.seed_steps", allow_zero=True)
-  cc.positive(config, "planner.candidates")
-  cc.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
+  config_checks.positive(config, "agent.seed_steps", allow_zero=True)
+  config_checks.positive(config, "planner.candidates")
+  config_checks.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
              f"in [1, num_envs={config.num_envs}] (neighbours among the envs' current frames)")
-  cc.positive(config, "log.judge_reference")
+  config_checks.positive(config, "log.judge_reference")
   if config.log.judge:
     try:
       exploration.resolve(config.log.judge)
     except UserError as e:
-      raise cc.ConfigError(f"config.log.judge={config.log.judge!r} is invalid: {e}; or '' for none") from None
+      raise config_checks.ConfigError(f"config.log.judge={config.log.judge!r} is invalid: {e}; or '' for none") from None
   length = sequence_length(config)
-  cc.require(config.replay.capacity >= length + 1, "replay.capacity", config.replay.capacity,
+  config_checks.require(config.replay.capacity >= length + 1, "replay.capacity", config.replay.capacity,
              f">= {length + 1} (sequences of {length} frames plus the write head)")
-  cc.require(config.train.warmup_steps >= length, "train.warmup_steps", config.train.warmup_steps,
+  config_checks.require(config.train.warmup_steps >= length, "train.warmup_steps", config.train.warmup_steps,
              f">= the sequence length {length} (the buffer must hold a full sequence before sampling)")
   n = jax.device_count() if device_count is None else device_count
   for key in ("num_envs", "replay.batch_size"):
-    value = cc.get(config, key)
-    cc.require(value % n == 0, key, value, f"a multiple of the device count {n} (data parallelism)")
+    value = config_checks.get(config, key)
+    config_checks.require(value % n == 0, key, value, f"a multiple of the device count {n} (data parallelism)")
   params_from_config(config)
   if config.eval.enabled:
     from palmup.evaluate import validate_probe
@@ -188,7 +184,7 @@ def judge_for(config, env: LatentEnv) -> tuple[exploration.Judge, exploration.Re
   if not config.log.judge or config.explorer == "static":
     return None
   judge, ref = _judge(config.log.judge, config.log.judge_reference)
-  cc.require(judge.num_classes == env.num_classes, "log.judge", config.log.judge,
+  config_checks.require(judge.num_classes == env.num_classes, "log.judge", config.log.judge,
              f"a judge of the generator's {env.num_classes} classes (this one has {judge.num_classes}), "
              "or '' for none")
   return judge, ref
@@ -267,9 +263,11 @@ def make_pretrain(config, mesh=None):
 
 
 def step_parts(config, world: World, mesh=None) -> dict:
-  """The pure functions one step of the loop composes (explorer apt, novelty or random), exactly as
-  `chunk` calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py); they
-  close over `world` (constants of a part's program, which is fine for timing a part):
+  """The pure functions one step of the loop composes (explorer apt, novelty or random), as `chunk`
+  calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py); they close over
+  `world` (constants of a part's program, which is fine for timing a part). act, env_stats and add
+  each encode the envs' current frames themselves (Loop.current_features), which a loop step does
+  once for all three:
 
     act(state, key) -> actions [num_envs, d]: the APT actor on detached features, or U(-1, 1)
     env_stats(state, action) -> the envs' statistics and the actions' diagnostics (logged)
@@ -288,8 +286,9 @@ def step_parts(config, world: World, mesh=None) -> dict:
   loop = Loop.make(config, world, mesh)
   if loop.replay is None:
     raise ValueError("explorer='static' has no play step (no env, no replay)")
-  parts = dict(act=loop.act, env_stats=loop.play_stats, add=loop.add, env_step=loop.env_step, sample=loop.sample,
-               learn=loop.learn)
+  with_features = lambda part: lambda state, *args: part(state, *args, loop.current_features(state))
+  parts = dict(act=with_features(loop.act), env_stats=with_features(loop.play_stats), add=with_features(loop.add),
+               env_step=loop.env_step, sample=loop.sample, learn=loop.learn)
   if loop.agent is not None:
     parts["agent_update"] = loop.agent_update
   if world.judge is not None:
@@ -370,14 +369,13 @@ class Loop:
     markov = self.env.markov_state(z, labels)
     return markov if observe == "latent" else jnp.concatenate([features, markov], axis=-1)
 
-  def play_stats(self, state: PretrainState, action, features=None):
+  def play_stats(self, state: PretrainState, action, features):
     """The envs' statistics, the taken actions' collapse diagnostics (action_*) and the APT objective
     (mean particle reward of the envs' current frames in the learner's feature space, no running
     mean); for APT also the diagnostics of the actor's noiseless actions (policy_*).
-    features: current_features(state) when the caller has them."""
+    features: current_features(state)."""
     stats = self.env_stats(state.env_state.z, state.env_state.label)
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
-    features = self.current_features(state) if features is None else features
     rows = self.stats_rows(features)
     stats["apt_objective"] = jnp.mean(apt.particle_reward(rows, self.config.apt.k, average=self.config.apt.average))
     if self.agent is not None:
@@ -392,22 +390,21 @@ class Loop:
     logits, features = self.world.judge.apply(state.obs)
     return logits, features, state.env_state.label, state.env_state.z
 
-  def act(self, state: PretrainState, key, features=None):
+  def act(self, state: PretrainState, key, features):
+    """Actions [num_envs, d] of the explorer; features: current_features(state) (unused by random)."""
     if self.planner is None and self.agent is None:
       return self.random_actions(key)
-    features = self.current_features(state) if features is None else features
     if self.planner is not None:
       encode = functools.partial(self.learner.features, state.learner.params)
       return self.planner.act(key, state.env_state, encode, features)
     return self.agent.act(state.agent, self.observed(features, state.env_state.z, state.env_state.label), key,
                           state.step)
 
-  def add(self, state: PretrainState, action, features=None):
+  def add(self, state: PretrainState, action, features):
+    """The buffer with every env's (o_t, y_t, a_t, first_t) added, and for APT the frame's novelty
+    among the step's envs (features: current_features(state))."""
     first = state.env_state.t == 0
-    if self.agent is None:
-      novelty = 0.0
-    else:
-      novelty = self.agent.novelty(self.current_features(state) if features is None else features)
+    novelty = 0.0 if self.agent is None else self.agent.novelty(features)
     return self.replay.add(state.buffer, self.replay.item(state.obs, state.env_state, action, first, novelty))
 
   def env_step(self, state: PretrainState, action, key):
@@ -415,7 +412,7 @@ class Loop:
     obs, env_state, *_ = step(jax.random.split(key, self.num_envs), state.env_state, action, self.env_params)
     return env_state, obs
 
-  def play(self, state: PretrainState, action, key, features=None):
+  def play(self, state: PretrainState, action, key, features):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
     buffer = self.add(state, action, features)
     env_state, obs = self.env_step(state, action, key)
@@ -426,35 +423,43 @@ class Loop:
     return self.replay.sample(buffer, key, self.mesh)
 
   def learn(self, learner_state: LearnerState, seq, key):
-    lc = self.config.learner
-    a, b, valid = contrastive_views(key, seq.obs, seq.first, lc.pair_offset, lc.augment, lc.crop_min, lc.jitter)
+    offset = self.config.learner.pair_offset
+    a, b, valid = self.contrastive_views(key, seq.obs, seq.first, offset)
     learner_state, metrics, (h_a, h_b) = self.learner.update(learner_state, a, b, seq.label[:, 0], valid)
-    encoded = {0: h_a} if lc.augment == "only" else {0: h_a, lc.pair_offset: h_b}  # "only": both views of frame 0
+    encoded = {0: h_a} if self.config.learner.augment == "only" else {0: h_a, offset: h_b}  # "only": both views of frame 0
     return learner_state, metrics, self.pair_strip(a, b), encoded
 
-  def agent_update(self, agent_state: AgentState, params, seq, key, step, encoded=None):
+  def agent_update(self, agent_state: AgentState, params, seq, key, step, encoded):
     """The agent's update on features of frames 0..n of the sampled sequences: of the frames it
     reads (ActorCritic.frames_read: 0 and n, and the rewarded frames for the batch reward), those in
     `encoded` reused, the others encoded here in one batch. Frames it does not read are left zero.
     The frames encoded here are the learner's views of them (learner.view), as the reused ones are:
     augmented unless learner.augment = "none", so the agent trains on augmented observations, as
     URLB's APT does."""
-    lc, n = self.config.learner, self.config.agent.nstep
+    n = self.config.agent.nstep
     needed = self.agent.frames_read(n)
-    encoded = {i: h for i, h in (encoded or {}).items() if i in needed}
+    encoded = {i: h for i, h in encoded.items() if i in needed}
     missing = [i for i in needed if i not in encoded]
     k_views, k_update = jax.random.split(key)
     if missing:
       frames = seq.obs[:, jnp.asarray(missing)]  # [B, M, H, W, C]
-      views = view(k_views, frames.reshape((-1,) + frames.shape[2:]), lc.augment, lc.crop_min, lc.jitter)
+      learner_config = self.config.learner
+      views = view(k_views, frames.reshape((-1,) + frames.shape[2:]), learner_config.augment, learner_config.crop_min,
+                   learner_config.jitter)
       h = self.learner.features(params, views).reshape(self.batch, len(missing), -1)
       encoded.update({i: h[:, j] for j, i in enumerate(missing)})
     zero = jnp.zeros_like(encoded[0])
     features = jnp.stack([encoded.get(i, zero) for i in range(n + 1)], axis=1)  # [B, n + 1, D]
     ends = jnp.asarray([0, n])
-    seen = self.observed(features[:, ends], None if seq.z is None else seq.z[:, ends], seq.label[:, ends])
+    observed = self.observed(features[:, ends], None if seq.z is None else seq.z[:, ends], seq.label[:, ends])
     return self.agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1],
-                             seq.novelty[:, :n + 1], k_update, step, seen)
+                             seq.novelty[:, :n + 1], k_update, step, observed)
+
+  def contrastive_views(self, key, obs, first, offset):
+    """palmup.learner.contrastive_views of sequences obs [B, L, ...] at the config's augmentation."""
+    learner_config = self.config.learner
+    return contrastive_views(key, obs, first, offset, learner_config.augment, learner_config.crop_min,
+                             learner_config.jitter)
 
   def pair_strip(self, a, b):
     show = min(self.config.log.strip_pairs, self.batch)
@@ -470,8 +475,8 @@ class Loop:
     if self.agent is not None:
       features = jax.eval_shape(learner.features, learner_state.params,
                                 jnp.zeros((1,) + env.observation_shape, jnp.uint8))
-      seen = jax.eval_shape(self.observed, features, jnp.zeros((1, env.latent_dim)), jnp.zeros((1,), jnp.int32))
-      agent_state = self.agent.init(k_agent, seen.shape[-1])
+      observed = jax.eval_shape(self.observed, features, jnp.zeros((1, env.latent_dim)), jnp.zeros((1,), jnp.int32))
+      agent_state = self.agent.init(k_agent, observed.shape[-1])
     state = PretrainState(jnp.zeros((), jnp.int32), key, learner_state, agent_state, None, None, None)
     if self.replay is None:
       return state
@@ -480,7 +485,8 @@ class Loop:
 
     def warm(state, k):  # uniform random actions until the buffer can be sampled
       ka, ks = jax.random.split(k)
-      env_state, obs, buffer = self.play(state, self.random_actions(ka), ks)
+      features = self.current_features(state) if self.agent is not None else None  # the stored novelty's
+      env_state, obs, buffer = self.play(state, self.random_actions(ka), ks, features)
       return state.replace(env_state=env_state, obs=obs, buffer=buffer), None
 
     state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, self.config.train.warmup_steps))
@@ -507,13 +513,11 @@ class Loop:
     return self.env.decode(latents, jnp.stack([labels, labels], 1)), labels, stats
 
   def static_step(self, state: PretrainState, key):
-    lc = self.config.learner
     k_batch, k_views = jax.random.split(key)
     obs, labels, metrics = self.static_batch(k_batch)
     obs = sharding.shard_batch(obs, self.mesh)
     views = obs.shape[1]  # 2: the latent pair (o_0, o_1); 1: one sample, augmented twice
-    a, b, valid = contrastive_views(k_views, obs, jnp.zeros((self.batch, views), bool), views - 1, lc.augment,
-                                    lc.crop_min, lc.jitter)
+    a, b, valid = self.contrastive_views(k_views, obs, jnp.zeros((self.batch, views), bool), views - 1)
     learner_state, learner_metrics, _ = self.learner.update(state.learner, a, b, labels, valid)
     metrics.update(learner_metrics)
     strips = {"trajectory": obs[:self.show_envs, 0], "pairs": self.pair_strip(a, b)}
@@ -574,147 +578,3 @@ def jit_pretrain(config, world: World, mesh):
           jax.jit(chunk, in_shardings=(world_shardings, shardings), out_shardings=(shardings, rep, rep),
                   donate_argnums=1),
           shardings)
-
-
-# ---------------------------------------------------------------------------------------- host
-
-
-class _StopRequested:
-  """Set by SIGTERM / SIGINT: the loop checkpoints after the current chunk and exits."""
-
-  def __init__(self):
-    self.signal = None
-
-  def __call__(self, signum, frame):
-    self.signal = signal.Signals(signum).name
-
-
-def _check_finite(metrics, chunk_index, last_saved):
-  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-  if bad:
-    raise FloatingPointError(
-        f"non-finite {', '.join(bad)} in chunk {chunk_index}: stopping; the last good checkpoint "
-        f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
-
-
-def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
-  """PNGs (and TensorBoard images) of recent trajectories (rows: envs, columns: the last 16 steps)
-  and of the last step's sampled pairs (rows: view a, view b)."""
-  traj = np.asarray(strips["trajectory"])[-16:]  # [T, S, H, W, C]
-  for name, image in (("trajectories", viz.grid(np.swapaxes(traj, 0, 1))),
-                      ("pairs", viz.grid(np.asarray(strips["pairs"])))):
-    viz.save_png(path.with_name(f"{path.stem}_{name}.png"), image, scale)
-    writer.write_image(step, name, image)
-
-
-# Keys a resumed run may change: how long it runs and what it logs, not what it computes.
-_RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.restart", "log.",
-                      "eval.", "stand_in")
-
-
-def check_resumable(workdir: epath.Path, config):
-  """Refuses to resume a workdir whose checkpoints were written under a different computation."""
-  workdir = wd.path(workdir)
-  old_path = workdir / "config.json"
-  if not (workdir / "checkpoints").exists() or not old_path.exists():
-    return
-  flat = lambda d, prefix="": {k2: v2 for k, v in d.items() for k2, v2 in (
-      flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
-  old, new = flat(json.loads(old_path.read_text())), flat(json.loads(config.to_json_best_effort()))
-  may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES)
-  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
-  if changed:
-    raise ckpt_lib.CheckpointError(
-        f"{workdir} holds checkpoints of a run with a different config ({', '.join(changed[:5])}"
-        f"{' ...' if len(changed) > 5 else ''} changed); only {', '.join(_RESUMABLE_CHANGES)} may change "
-        f"on resume; {ckpt_lib.RESTART_HINT}")
-
-
-def resume_or_restart(workdir: epath.Path, config, abstract_state):
-  """-> (checkpoints, state or None, chunks done). A run that cannot be resumed (changed config,
-  incompatible or unreadable checkpoints) stops with a CheckpointError, or with train.restart is
-  moved aside and starts anew; config.json is written only once the run is known to go on."""
-  checkpoints = None
-  try:
-    check_resumable(workdir, config)
-    checkpoints = ckpt_lib.Checkpoints(workdir, config.train.keep_checkpoints)
-    state, done = checkpoints.restore(abstract_state)
-  except ckpt_lib.CheckpointError as e:
-    if checkpoints is not None:
-      checkpoints.close()
-    if not config.train.restart:
-      raise
-    if sharding.is_primary():
-      aside = ckpt_lib.move_aside(workdir)
-      print(f"palmup pretrain: train.restart=True and the run in {workdir} cannot be resumed "
-            f"({str(e)[:160]}...); moved it to {aside}, starting anew")
-    sharding.sync("palmup:moved_aside")
-    checkpoints, state, done = ckpt_lib.Checkpoints(workdir, config.train.keep_checkpoints), None, 0
-  sharding.sync("palmup:resumed")  # every process has read the old config.json
-  if sharding.is_primary():
-    wd.write_config(workdir, config)
-  return checkpoints, state, done
-
-
-def main(config, workdir):
-  with sharding.together("loading the config, generator, judge and data"):  # no collective in here
-    validate(config)
-    workdir = wd.create(workdir)
-    mesh = sharding.make_mesh()
-    world = sharding.put_replicated(make_world(config), mesh)
-    init, chunk, shardings = jit_pretrain(config, world, mesh)
-  tc = config.train
-  num_chunks = tc.steps // tc.chunk_steps
-  abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                          jax.eval_shape(init, world, jax.random.PRNGKey(0)), shardings)
-  checkpoints, state, done = resume_or_restart(workdir, config, abstract)
-  if state is None:
-    state = init(world, jax.random.PRNGKey(config.seed))
-  stop = _StopRequested()
-  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-  writer = wd.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if sharding.is_primary() else None
-  frames_per_chunk = tc.chunk_steps * (config.num_envs if config.explorer != "static" else config.replay.batch_size)
-  bar = wd.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame",
-                    disable=not sharding.is_primary())
-  try:
-    for index in range(done + 1, num_chunks + 1):
-      start = time.perf_counter()
-      state, metrics, strips = chunk(world, state)
-      metrics = {k: float(v) for k, v in sharding.to_host(metrics).items()}
-      seconds = time.perf_counter() - start
-      _check_finite(metrics, index, done)
-      metrics.update(frames_per_second=frames_per_chunk / seconds, chunk_seconds=seconds)
-      if writer is not None:
-        writer.write(index * tc.chunk_steps, metrics)
-        if index % config.log.strip_every == 0 or index == num_chunks:
-          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", sharding.to_host(strips), config.log.scale,
-                       writer, index * tc.chunk_steps)
-      bar.update(frames_per_chunk)
-      bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
-      if index % tc.checkpoint_every == 0 or index == num_chunks:
-        checkpoints.save(index, state)
-        done = index
-      if sharding.any_process(stop.signal is not None):  # every process stops after the same chunk
-        if done != index:
-          checkpoints.save(index, state)
-          done = index
-        print(f"palmup pretrain: {stop.signal or 'a stop on another process'} received; checkpointed chunk "
-              f"{index} of {num_chunks}, rerun the same command to resume")
-        return
-  finally:
-    bar.close()
-    checkpoints.close()
-    if writer is not None:
-      writer.close()
-    for s, handler in previous.items():
-      signal.signal(s, handler)
-  learner, _, _ = build(config, world)
-  params = sharding.to_host(state.learner.params)  # replicated: every process holds them
-  obs_shape = world.env.observation_shape
-  save_encoder(workdir / "encoder", learner, params, obs_shape)  # every process: orbax syncs
-  if config.eval.enabled:  # every process probes (no process waits for another), the first writes
-    from palmup import evaluate
-    result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, params, obs_shape)
-    if sharding.is_primary():
-      (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
-      print(evaluate.summary(result))

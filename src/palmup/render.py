@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import config_checks as cc
-from palmup import generators, viz, workdir as wd
+from palmup import config_checks
+from palmup import generators, viz, workdirs
 from palmup.env import EnvParams, LatentEnv, make_env, params_from_config
 
 POLICIES = ("random", "constant", "zero")
@@ -54,21 +54,21 @@ def rollout(env: LatentEnv, params: EnvParams, classes: jax.Array, steps: int, p
 
 
 def main(config, workdir):
-  cc.one_of(config, "render.policy", POLICIES)
-  cc.positive(config, "render.steps")
-  cc.positive(config, "obs_size")
+  config_checks.one_of(config, "render.policy", POLICIES)
+  config_checks.positive(config, "render.steps")
+  config_checks.positive(config, "obs_size")
   base = params_from_config(config)
   gen, gen_params = generators.load(config.generator.path)
   env = make_env(gen, gen_params, config.obs_size, config.latent_space)  # checks latent_space before any work
   classes = list(config.render.classes) or list(range(gen.num_classes))
-  cc.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,
+  config_checks.require(all(0 <= c < gen.num_classes for c in classes), "render.classes", classes,
              f"class indices in [0, {gen.num_classes})")
   sweep = dict(config.render.sweep) or {"ema": [base.ema]}
-  cc.require(len(sweep) == 1 and set(sweep) <= set(EnvParams.__dataclass_fields__), "render.sweep", sweep,
+  config_checks.require(len(sweep) == 1 and set(sweep) <= set(EnvParams.__dataclass_fields__), "render.sweep", sweep,
              f"one EnvParams field ({', '.join(EnvParams.__dataclass_fields__)}) mapped to a list of values")
   (field, values), = sweep.items()
-  workdir = wd.prepare(workdir, config)
-  bar = wd.progress(len(values) * config.render.steps, "render", unit="frame-batch")
+  workdir = workdirs.prepare(workdir, config)
+  bar = workdirs.progress(len(values) * config.render.steps, "render", unit="frame-batch")
   strips = []
   for value in values:
     frames = rollout(env, base.replace(**{field: value}), jnp.asarray(classes), config.render.steps,

@@ -24,7 +24,7 @@ import re
 
 from etils import epath
 
-from palmup import workdir as wd
+from palmup import workdirs
 from palmup.config_checks import ConfigError
 
 KEEP_PER_SERIES = 2
@@ -56,7 +56,7 @@ def is_run(path: epath.Path) -> bool:
 
 def discover(workdir) -> list[epath.Path]:
   """workdir (when it holds results itself or has no sub-workdirs) and its sub-workdirs."""
-  workdir = wd.path(workdir)
+  workdir = workdirs.path(workdir)
   if not workdir.is_dir():
     raise ConfigError(f"no such workdir: {workdir}")
   subs = sorted(p for p in workdir.iterdir() if p.is_dir() and is_run(p))
@@ -277,11 +277,11 @@ def run_section(run: epath.Path, name: str, index: int, rows: list[dict]) -> str
   return "\n".join(parts) + "</section>"
 
 
-def build_report(workdirs: list[epath.Path], title: str = "palmup report") -> str:
+def build_report(run_dirs: list[epath.Path], title: str = "palmup report") -> str:
   """The HTML page for these run directories (in this order; plots overlay them)."""
-  runs = [wd.path(w) for w in workdirs]
+  runs = [workdirs.path(w) for w in run_dirs]
   names = run_names(runs)
-  metrics = {n: wd.read_metrics(r) for n, r in zip(names, runs)}
+  metrics = {n: workdirs.read_metrics(r) for n, r in zip(names, runs)}
   toc = " ".join(f'<a href="#run-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
   body = "\n".join(run_section(r, n, i, metrics[n]) for i, (r, n) in enumerate(zip(runs, names)))
   return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{_esc(title)}</title>'
@@ -293,6 +293,6 @@ def main(config, workdir):
   """Writes workdir/report.html for workdir's runs and config.runs' (config may be None: no extras)."""
   extra = [r.strip() for r in config.runs.split(",") if r.strip()] if config is not None else []
   runs = list(dict.fromkeys(run for w in [workdir, *extra] for run in discover(w)))
-  path = wd.path(workdir) / "report.html"
+  path = workdirs.path(workdir) / "report.html"
   path.write_text(build_report(runs, f"palmup report: {path.parent.name}"))
   print(path)

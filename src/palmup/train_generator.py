@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from palmup import config_checks as cc
+from palmup import config_checks
 from palmup import data as data_lib
-from palmup import checkpoints, generators, viz, workdir as wd
+from palmup import checkpoints, generators, viz, workdirs
 from palmup.data import transforms
 from palmup.generators.stylegan import ProjectionDiscriminator
 
@@ -38,19 +38,19 @@ class GANState:
 
 
 def validate(config):
-  cc.require(config.data.name in data_lib.BUILTIN or config.data.data_dir is not None, "data.name",
+  config_checks.require(config.data.name in data_lib.BUILTIN or config.data.data_dir is not None, "data.name",
              config.data.name, f"a built-in dataset ({', '.join(data_lib.BUILTIN)}) or a tfds name with data.data_dir set")
-  cc.one_of(config, "data.channels", [1, 3])
-  cc.one_of(config, "model.resolution", [8, 16, 32, 64, 128, 256])
-  cc.require(len(config.model.channels) == config.model.resolution.bit_length() - 2, "model.channels",
+  config_checks.one_of(config, "data.channels", [1, 3])
+  config_checks.one_of(config, "model.resolution", [8, 16, 32, 64, 128, 256])
+  config_checks.require(len(config.model.channels) == config.model.resolution.bit_length() - 2, "model.channels",
              config.model.channels, f"{config.model.resolution.bit_length() - 2} widths (4x4 up to the resolution)")
-  cc.require(len(config.model.d_channels) == len(config.model.channels), "model.d_channels",
+  config_checks.require(len(config.model.d_channels) == len(config.model.channels), "model.d_channels",
              config.model.d_channels, f"{len(config.model.channels)} widths, like model.channels")
   for key in ("model.latent_dim", "model.w_dim", "train.batch_size", "train.steps", "train.lr",
               "train.r1_every", "train.ema_kimg", "log_every", "checkpoint_every", "sample_every"):
-    cc.positive(config, key)
-  cc.positive(config, "train.r1_gamma", allow_zero=True)
-  cc.in_range(config, "train.beta1", 0.0, 0.999)
+    config_checks.positive(config, key)
+  config_checks.positive(config, "train.r1_gamma", allow_zero=True)
+  config_checks.in_range(config, "train.beta1", 0.0, 0.999)
 
 
 def build(config, num_classes: int, class_names=()):
@@ -120,8 +120,8 @@ def make_train_step(config, gen, disc, with_r1: bool):
     g_updates, g_opt = opt.update(g_grads, state.g_opt, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
-    seen = (state.step + 1).astype(jnp.float32) * b
-    half_life = jnp.minimum(t.ema_kimg * 1000.0, seen * t.ema_rampup)
+    images_seen = (state.step + 1).astype(jnp.float32) * b
+    half_life = jnp.minimum(t.ema_kimg * 1000.0, images_seen * t.ema_rampup)
     beta = 0.5 ** (b / jnp.maximum(half_life, 1e-8))
     g_ema = jax.tree.map(lambda e, p: beta * e + (1 - beta) * p, state.g_ema, g_params)
     new = GANState(state.step + 1, g_params, d_params, g_ema, g_opt, d_opt, key)
@@ -132,24 +132,24 @@ def make_train_step(config, gen, disc, with_r1: bool):
 
 def main(config, workdir):
   validate(config)
-  workdir = wd.create(workdir)
+  workdir = workdirs.create(workdir)
   ds = data_lib.load(config.data.name, "train", config.data.data_dir)
-  gen, disc = build(config, ds.num_classes, config.data.get("class_names", ()))
+  gen, disc = build(config, ds.num_classes, tuple(config.data.class_names))
   state = init_state(config, gen, disc, jax.random.PRNGKey(config.seed))
   ckpt = checkpoints.Checkpoints(workdir, keep=2, interval=config.checkpoint_every)
   restored, start = ckpt.restore(state)
   if restored is not None:
     state = restored
     print(f"resumed from step {start}")
-  wd.write_config(workdir, config)
+  workdirs.write_config(workdir, config)
   plain_step, r1_step = (jax.jit(make_train_step(config, gen, disc, r1), donate_argnums=0)
                          for r1 in (False, True))
   per_epoch = len(ds) // config.train.batch_size
   stream = itertools.islice(
       data_lib.batches(ds, config.train.batch_size, config.seed, epochs=None, start_epoch=start // per_epoch),
       start % per_epoch, None)
-  writer = wd.MetricWriter(workdir, resume_step=start)
-  bar = wd.progress(config.train.steps, "train-generator", initial=start)
+  writer = workdirs.MetricWriter(workdir, resume_step=start)
+  bar = workdirs.progress(config.train.steps, "train-generator", initial=start)
   last_r1 = jnp.zeros(())
   for step in range(start + 1, config.train.steps + 1):
     images, labels = next(stream)

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from palmup import workdir as wd
+from palmup import workdirs
 
 
 def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -24,8 +24,8 @@ def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
 
 
 def _write(path, img: Image.Image, **kwargs):
-  """Saves a PIL image to a run path (local or cloud: palmup.workdir.path), its format from the suffix."""
-  path = wd.path(path)
+  """Saves a PIL image to a run path (local or cloud: palmup.workdirs.path), its format from the suffix."""
+  path = workdirs.path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
   img.save(buffer, format=path.suffix.lstrip(".").upper(), **kwargs)

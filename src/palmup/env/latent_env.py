@@ -7,7 +7,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from palmup import config_checks as cc
+from palmup import config_checks
 from palmup.data import transforms
 from palmup.generators import Generator
 
@@ -62,12 +62,12 @@ def params_from_config(config, key: str = "env") -> EnvParams:
   fields = set(EnvParams.__dataclass_fields__)
   given = config[key]
   unknown = set(given) - fields
-  cc.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
+  config_checks.require(not unknown, key, sorted(unknown), f"fields of EnvParams: {', '.join(sorted(fields))}")
   for name in ("ema", "action_weight"):
     if name in given:
-      cc.in_range(config, f"{key}.{name}", 0, 1)
+      config_checks.in_range(config, f"{key}.{name}", 0, 1)
   if "episode_length" in given:
-    cc.positive(config, f"{key}.episode_length")
+    config_checks.positive(config, f"{key}.episode_length")
   return EnvParams(**dict(given))
 
 
@@ -76,8 +76,8 @@ LATENT_SPACES = ("z", "w")
 
 def make_env(generator: Generator, generator_params, obs_size: int, latent_space: str = "z") -> "LatentEnv":
   """A LatentEnv after checking `latent_space` against the generator (config key `latent_space`)."""
-  cc.require(latent_space in LATENT_SPACES, "latent_space", latent_space, "'z' or 'w'")
-  cc.require(latent_space == "z" or generator.w_dim is not None, "latent_space", latent_space,
+  config_checks.require(latent_space in LATENT_SPACES, "latent_space", latent_space, "'z' or 'w'")
+  config_checks.require(latent_space == "z" or generator.w_dim is not None, "latent_space", latent_space,
              f"'z' (the {generator.kind} generator has no W space; stylegan2_ada generators have one)")
   return LatentEnv(generator, generator_params, obs_size, latent_space)
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import apt, checkpoints, workdir as wd
+from palmup import apt, checkpoints, workdirs
 from palmup.errors import UserError
 from palmup.data import transforms
 from palmup.evaluators.generator_quality import Classifier
@@ -66,7 +66,7 @@ class Judge(flax.struct.PyTreeNode):
 
 def save(directory, judge: Judge, extra: dict | None = None):
   """Writes judge.json and params/ (orbax) into directory."""
-  directory = wd.path(directory)
+  directory = workdirs.path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   spec = {"num_classes": judge.num_classes, "widths": list(judge.module.widths),
           "feature_dim": judge.module.feature_dim, "size": judge.size, "channels": judge.channels,
@@ -77,7 +77,7 @@ def save(directory, judge: Judge, extra: dict | None = None):
 
 def resolve(name: str):
   """'builtin:NAME' -> the shipped judge's directory; anything else is a directory path."""
-  path = ASSETS / name.split(":", 1)[1] if name.startswith("builtin:") else wd.path(name)
+  path = ASSETS / name.split(":", 1)[1] if name.startswith("builtin:") else workdirs.path(name)
   if not (path / "judge.json").exists():
     valid = sorted(f"builtin:{p.name}" for p in ASSETS.glob("*") if (p / "judge.json").exists())
     raise UserError(f"{name!r} is not a judge (no judge.json in {path}); valid: {', '.join(valid)} "

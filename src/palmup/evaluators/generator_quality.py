@@ -25,10 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.linalg
-from etils import epath
 
 from palmup import data as data_lib
-from palmup import generators, workdir as wd
+from palmup import generators, workdirs
 from palmup.data import transforms
 from palmup.nn.layers import Conv
 
@@ -119,16 +118,16 @@ def evaluate(gen_path: str, dataset: str, num_samples: int, classifier_steps: in
 def evaluate_and_write(gen_path: str, dataset: str, cfg, workdir, data_dir=None) -> dict:
   result = evaluate(gen_path, dataset, cfg.num_samples, cfg.classifier_steps, cfg.batch_size, cfg.seed,
                     data_dir)
-  (wd.path(workdir) / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+  (workdirs.path(workdir) / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
   print(json.dumps(result, indent=2))
   return result
 
 
 def main(config, workdir):
   """`palmup eval-generator`."""
-  from palmup import config_checks as cc
+  from palmup import config_checks
   for key in ("eval.num_samples", "eval.classifier_steps", "eval.batch_size"):
-    cc.positive(config, key)
+    config_checks.positive(config, key)
   generators.resolve(config.generator.path)
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   evaluate_and_write(config.generator.path, config.data.name, config.eval, workdir, config.data.data_dir)

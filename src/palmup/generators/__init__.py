@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from etils import epath
 
-from palmup import checkpoints, workdir as wd
+from palmup import checkpoints, workdirs
 from palmup.errors import UserError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -118,15 +118,15 @@ def stand_in(name: str) -> Generator:
 
 def exists(path: str) -> bool:
   """Whether `path` names a generator on disk (a built-in, or a directory with generator.json)."""
-  return path.startswith("builtin:") or (wd.path(path) / "generator.json").exists()
+  return path.startswith("builtin:") or (workdirs.path(path) / "generator.json").exists()
 IMPORTERS = {"eye_dcgan": "palmup.generators.eye_dcgan", "stylegan2_ada": "palmup.generators.stylegan2_ada_import"}
 
 
 def import_main(config, workdir):
   """`palmup import-generator`: the importer of config.kind ('eye_dcgan' or 'stylegan2_ada')."""
   import importlib
-  from palmup import config_checks as cc
-  cc.one_of(config, "kind", IMPORTERS)
+  from palmup import config_checks
+  config_checks.one_of(config, "kind", IMPORTERS)
   importlib.import_module(IMPORTERS[config.kind]).import_main(config, workdir)
 
 
@@ -151,7 +151,7 @@ def _spec(gen: Generator) -> dict[str, Any]:
 
 def save(directory: str | epath.Path, gen: Generator, params, extra: dict[str, Any] | None = None):
   """Writes `generator.json` and `params/` into `directory` (created; params overwritten)."""
-  directory = wd.path(directory)
+  directory = workdirs.path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   spec = _spec(gen) | (extra or {})
   (directory / "generator.json").write_text(json.dumps(spec, indent=2) + "\n")
@@ -167,7 +167,7 @@ def resolve(path: str) -> epath.Path:
     if not (found / "generator.json").exists():
       raise UserError(f"no built-in generator {name!r}; valid: {', '.join('builtin:' + v for v in valid)}")
     return found
-  found = wd.path(path)
+  found = workdirs.path(path)
   if not (found / "generator.json").exists():
     raise UserError(
         f"{found} is not a generator directory (no generator.json). Use 'builtin:fashion_mnist_32', "
@@ -179,7 +179,7 @@ def load(path: str) -> tuple[Generator, Any]:
   """Loads a saved generator: 'builtin:NAME' or a directory. Returns (Generator, params)."""
   directory = resolve(path)
   hint = "re-export it (`palmup train-generator` or `palmup import-generator`) or use 'builtin:fashion_mnist_32'"
-  spec = wd.read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
+  spec = workdirs.read_json(directory / "generator.json", "generator spec", hint, keys=("kind", "latent_dim", "kwargs"))
   gen = make(spec["kind"], spec["latent_dim"], spec["kwargs"], spec.get("class_names", ()))
   target = jax.eval_shape(gen.init, jax.random.PRNGKey(0))
   return gen, checkpoints.read_params(directory / "params", target, "generator", hint)

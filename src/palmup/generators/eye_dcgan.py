@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import config_checks as cc
-from palmup import generators, viz, workdir as wd
+from palmup import config_checks
+from palmup import generators, viz, workdirs
 from palmup.errors import UserError
 from palmup.generators import torch_legacy
 
@@ -110,9 +110,9 @@ def _weights_file(source: str, download_dir: Path) -> Path:
 
 def import_main(config, workdir):
   """`palmup import-generator`: converts the eye generator once into workdir/generator."""
-  cc.require(config.source == "pypi" or Path(config.source).expanduser().exists(), "source", config.source,
+  config_checks.require(config.source == "pypi" or Path(config.source).expanduser().exists(), "source", config.source,
              "'pypi' (pip download) or the path of an existing omniart_eye_generator wheel or .pth file")
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   sd = torch_legacy.load(_weights_file(config.source, workdir / "download"))
   gen = make_generator()
   params = jax.tree.map(jnp.asarray, params_from_state_dict(sd))

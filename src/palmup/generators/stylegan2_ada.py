@@ -373,8 +373,3 @@ class StyleGAN2ADA(nn.Module):
 
   def __call__(self, z, y):
     return self.synthesize_w(self.map_w(z, y))
-
-
-def map_ws(gen, params, z, y):
-  """The mapped, truncated ws[B, num_ws, w_dim] of a stylegan2_ada Generator (NVIDIA's G.mapping)."""
-  return gen.module.apply({"params": params}, z, y, method=lambda m, z, y: m.ws(m.map_w(z, y)))

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palmup import checkpoints, config_checks as cc
-from palmup import generators, viz, workdir as wd
+from palmup import checkpoints, config_checks
+from palmup import generators, viz, workdirs
 from palmup.errors import UserError
 from palmup.generators import network_pickle, stylegan2_ada
 from palmup.generators.network_pickle import Module
@@ -151,11 +151,11 @@ def class_names(spec: str, c_dim: int) -> tuple[str, ...]:
   """'cifar10' (10 classes), comma-separated names (c_dim of them) or '' (class_0..)."""
   n = max(c_dim, 1)
   if spec == "cifar10":
-    cc.require(c_dim == 10, "class_names", spec, f"'' or {n} comma-separated names: the pickle has {c_dim} classes, not 10")
+    config_checks.require(c_dim == 10, "class_names", spec, f"'' or {n} comma-separated names: the pickle has {c_dim} classes, not 10")
     return CIFAR10_CLASSES
   if spec:
     names = tuple(s.strip() for s in spec.split(","))
-    cc.require(len(names) == n, "class_names", spec, f"'cifar10' (10 classes), '' or {n} comma-separated names")
+    config_checks.require(len(names) == n, "class_names", spec, f"'cifar10' (10 classes), '' or {n} comma-separated names")
     return names
   return tuple(f"class_{i}" for i in range(n))
 
@@ -165,7 +165,7 @@ def build(kwargs: dict[str, Any], params, config, names=()) -> tuple[generators.
   the params are checked against the module's own shapes."""
   kwargs = dict(kwargs)
   has_w_avg = kwargs.pop("has_w_avg")
-  cc.require(has_w_avg or config.truncation_psi == 1, "truncation_psi", config.truncation_psi,
+  config_checks.require(has_w_avg or config.truncation_psi == 1, "truncation_psi", config.truncation_psi,
              "1.0: this pickle has no w_avg (w_avg_beta=None) to truncate towards")
   kwargs.update(truncation_psi=float(config.truncation_psi), truncation_cutoff=config.truncation_cutoff,
                 noise_mode=config.noise_mode, dtype=config.dtype)
@@ -178,13 +178,13 @@ def build(kwargs: dict[str, Any], params, config, names=()) -> tuple[generators.
 
 
 def validate(config):
-  cc.require(bool(config.source), "source", config.source, "the path of a StyleGAN2-ADA network pickle (.pkl)")
-  cc.in_range(config, "truncation_psi", 0.0, 1.0)
-  cc.require(config.truncation_cutoff is None or config.truncation_cutoff >= 0, "truncation_cutoff",
+  config_checks.require(bool(config.source), "source", config.source, "the path of a StyleGAN2-ADA network pickle (.pkl)")
+  config_checks.in_range(config, "truncation_psi", 0.0, 1.0)
+  config_checks.require(config.truncation_cutoff is None or config.truncation_cutoff >= 0, "truncation_cutoff",
              config.truncation_cutoff, "None (every w row) or >= 0")
-  cc.one_of(config, "noise_mode", stylegan2_ada.NOISE_MODES)
-  cc.one_of(config, "dtype", stylegan2_ada.DTYPES)
-  cc.positive(config, "samples_per_class")
+  config_checks.one_of(config, "noise_mode", stylegan2_ada.NOISE_MODES)
+  config_checks.one_of(config, "dtype", stylegan2_ada.DTYPES)
+  config_checks.positive(config, "samples_per_class")
 
 
 def import_main(config, workdir):
@@ -205,7 +205,7 @@ def import_main(config, workdir):
     raise UserError(f"{source}: unsupported network: {e}") from None
   except network_pickle.MissingEntry as e:  # only the pickle's own entries: a bug of the port keeps its traceback
     raise UserError(f"{source}: a G_ema whose layout is not StyleGAN2-ADA's ({e})") from None
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   generators.save(workdir / "generator", gen, params, {"imported_from": str(source)})
   viz.save_png(workdir / "samples.png", generators.class_grid(gen, params, config.samples_per_class))
   print(f"wrote {workdir / 'generator'} ({gen.num_classes} classes, z {gen.latent_dim}, "

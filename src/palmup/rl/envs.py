@@ -110,12 +110,12 @@ class PoolResetTask:
     return state.replace(pool=pool, pool_obs=pool_obs)
 
   def step(self, key, state, action):
-    k_step, k_pick = jax.random.split(key)
+    k_step, k_chosen = jax.random.split(key)
     n = action.shape[0]
     obs, envs, reward, done, _ = jax.vmap(self._env.step, (0, 0, 0, None))(
         jax.random.split(k_step, n), state.envs, action, self._params)
-    pick = jax.random.randint(k_pick, (n,), 0, self.pool_size)
-    fresh = jax.tree.map(lambda x: x[pick], (state.pool_obs, state.pool))
+    chosen = jax.random.randint(k_chosen, (n,), 0, self.pool_size)
+    fresh = jax.tree.map(lambda x: x[chosen], (state.pool_obs, state.pool))
     obs, envs = _where_done(done, fresh, (to_encoder_obs(obs, self.obs_shape), envs))
     return obs, state.replace(envs=envs), reward, done
 

@@ -24,8 +24,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from palmup import config_checks as cc
-from palmup import learner as learner_lib, workdir as wd
+from palmup import config_checks
+from palmup import learner as learner_lib, workdirs
 from palmup.nn.encoders import ENCODERS, make_encoder
 from palmup.rl import envs, ppo
 
@@ -34,45 +34,45 @@ MODES = ("pretrained", "random", "scratch")
 
 def validate(config):
   """Checks every value the run uses; raises ConfigError naming the key, the value, what is valid."""
-  cc.one_of(config, "task.name", envs.TASKS)
+  config_checks.one_of(config, "task.name", envs.TASKS)
   if config.task.name == "minatar":
-    cc.one_of(config, "task.game", envs.MINATAR_GAMES)
+    config_checks.one_of(config, "task.game", envs.MINATAR_GAMES)
   if config.task.name == "atari":
     from ale_py import roms
-    cc.require(roms.get_rom_path(config.task.game) is not None, "task.game", config.task.game,
+    config_checks.require(roms.get_rom_path(config.task.game) is not None, "task.game", config.task.game,
                "an ALE ROM name in snake_case, e.g. 'breakout', 'pong', 'ms_pacman' (ale_py.roms.get_all_rom_ids())")
-  cc.one_of(config, "encoder.mode", MODES)
+  config_checks.one_of(config, "encoder.mode", MODES)
   path = config.encoder.path
   if config.encoder.mode == "pretrained":
-    cc.require(path is not None, "encoder.path", path, "an encoder directory (a pretrain workdir's encoder/) "
+    config_checks.require(path is not None, "encoder.path", path, "an encoder directory (a pretrain workdir's encoder/) "
                "when encoder.mode='pretrained'")
   if path is not None:
-    cc.require(encoder_dir(path) is not None, "encoder.path", path,
+    config_checks.require(encoder_dir(path) is not None, "encoder.path", path,
                "a directory with learner.json and params/ (palmup pretrain's workdir/encoder) or its workdir")
   else:
-    cc.one_of(config, "learner.encoder.name", ENCODERS)
-    cc.one_of(config, "encoder.channels", (1, 3))
-    cc.positive(config, "encoder.obs_size")
+    config_checks.one_of(config, "learner.encoder.name", ENCODERS)
+    config_checks.one_of(config, "encoder.channels", (1, 3))
+    config_checks.positive(config, "encoder.obs_size")
   for key in ("num_seeds", "ppo.num_envs", "ppo.num_steps", "ppo.total_env_steps", "ppo.update_epochs",
               "ppo.num_minibatches", "ppo.lr", "ppo.max_grad_norm", "ppo.hidden", "ppo.clip_eps",
               "task.reset_pool", "task.frameskip"):
-    cc.positive(config, key)
+    config_checks.positive(config, key)
   for key in ("ppo.ent_coef", "ppo.vf_coef"):
-    cc.positive(config, key, allow_zero=True)
+    config_checks.positive(config, key, allow_zero=True)
   for key in ("ppo.gamma", "ppo.gae_lambda", "task.repeat_action_probability"):
-    cc.in_range(config, key, 0, 1)
-  cc.require(0 < config.eval.final_fraction <= 1, "eval.final_fraction", config.eval.final_fraction, "in (0, 1]")
+    config_checks.in_range(config, key, 0, 1)
+  config_checks.require(0 < config.eval.final_fraction <= 1, "eval.final_fraction", config.eval.final_fraction, "in (0, 1]")
   p = config.ppo
   rollout = p.num_envs * p.num_steps
-  cc.require(p.total_env_steps >= rollout, "ppo.total_env_steps", p.total_env_steps,
+  config_checks.require(p.total_env_steps >= rollout, "ppo.total_env_steps", p.total_env_steps,
              f">= ppo.num_envs * ppo.num_steps = {rollout} (one rollout per update)")
-  cc.require(rollout % p.num_minibatches == 0, "ppo.num_minibatches", p.num_minibatches,
+  config_checks.require(rollout % p.num_minibatches == 0, "ppo.num_minibatches", p.num_minibatches,
              f"a divisor of ppo.num_envs * ppo.num_steps = {rollout}")
 
 
 def encoder_dir(path) -> epath.Path | None:
   """The encoder directory at path (or at path/encoder), None if there is none."""
-  for p in (wd.path(path), wd.path(path) / "encoder"):
+  for p in (workdirs.path(path), workdirs.path(path) / "encoder"):
     if (p / "learner.json").exists() and (p / "params").exists():
       return p
   return None
@@ -159,7 +159,7 @@ def _number(x) -> float | None:
 
 def write_metrics(workdir: epath.Path, config, metrics, curve):
   """One metrics.jsonl row per update: return per seed and mean (windowed), losses (mean over seeds)."""
-  writer = wd.MetricWriter(workdir, resume_step=0)  # written whole, so a rerun replaces the rows
+  writer = workdirs.MetricWriter(workdir, resume_step=0)  # written whole, so a rerun replaces the rows
   p = config.ppo
   losses = ("actor_loss", "value_loss", "entropy", "approx_kl")
   for u in range(curve.shape[1]):
@@ -175,7 +175,7 @@ def write_metrics(workdir: epath.Path, config, metrics, curve):
 def run(config, workdir) -> dict:
   """Trains every seed, writes metrics.jsonl and rl_transfer.json into workdir; -> the record."""
   validate(config)
-  workdir = wd.prepare(workdir, config)
+  workdir = workdirs.prepare(workdir, config)
   agent, _, metrics, timings = train(config)
   result = summarise(config, metrics, timings, agent.obs_shape)
   write_metrics(workdir, config, metrics, windowed_return(metrics, result["final_window_updates"]))

@@ -10,9 +10,9 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 
-from palmup import checkpoints, viz, workdir as wd
+from palmup import checkpoints, viz, workdirs
 from palmup.errors import UserError
-from palmup.workdir import read_json
+from palmup.workdirs import read_json
 
 
 class FakeGCS(MemoryFileSystem):
@@ -31,29 +31,29 @@ def gcs():
 
 
 def test_a_cloud_workdir_stays_a_uri_and_a_local_one_becomes_absolute(tmp_path, monkeypatch):
-  assert str(wd.path("gs://bucket/runs/a")) == "gs://bucket/runs/a"
+  assert str(workdirs.path("gs://bucket/runs/a")) == "gs://bucket/runs/a"
   monkeypatch.chdir(tmp_path)
-  assert wd.path("runs/a") == tmp_path / "runs" / "a"
+  assert workdirs.path("runs/a") == tmp_path / "runs" / "a"
 
 
 def test_every_workdir_writer_works_on_a_non_local_filesystem(gcs, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # nothing may land on the local disk
-  run = wd.create("gs://bucket/a")
+  run = workdirs.create("gs://bucket/a")
   assert str(run) == "gs://bucket/a" and run.is_dir()
-  wd.write_config(run, ml_collections.ConfigDict({"seed": 3}))
+  workdirs.write_config(run, ml_collections.ConfigDict({"seed": 3}))
   assert read_json(run / "config.json", "config", "") == {"seed": 3}
 
-  writer = wd.MetricWriter(run, resume_step=0, tensorboard=False)
+  writer = workdirs.MetricWriter(run, resume_step=0, tensorboard=False)
   for step in (1, 2, 3):
     writer.write(step, {"loss": step / 10})
   writer.close()
-  writer = wd.MetricWriter(run, resume_step=2, tensorboard=False)  # a resume from step 2
+  writer = workdirs.MetricWriter(run, resume_step=2, tensorboard=False)  # a resume from step 2
   writer.write(3, {"loss": 0.5})
-  assert [(r["step"], r["loss"]) for r in wd.read_metrics(run)] == [(1, 0.1), (2, 0.2), (3, 0.5)]
+  assert [(r["step"], r["loss"]) for r in workdirs.read_metrics(run)] == [(1, 0.1), (2, 0.2), (3, 0.5)]
   writer.write(4, {"loss": 0.4}, flush=False)  # many rows at once: written at close
-  assert len(wd.read_metrics(run)) == 3
+  assert len(workdirs.read_metrics(run)) == 3
   writer.close()
-  assert [r["step"] for r in wd.read_metrics(run)] == [1, 2, 3, 4]
+  assert [r["step"] for r in workdirs.read_metrics(run)] == [1, 2, 3, 4]
 
   image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
   viz.save_png(run / "strips" / "x.png", image, scale=2)
@@ -73,6 +73,6 @@ def test_every_workdir_writer_works_on_a_non_local_filesystem(gcs, tmp_path, mon
 
 
 def test_a_workdir_that_is_a_file_is_one_clear_error(gcs):
-  wd.path("gs://bucket/file").write_text("x")
+  workdirs.path("gs://bucket/file").write_text("x")
   with pytest.raises(UserError, match="gs://bucket/file is an existing file"):
-    wd.create("gs://bucket/file")
+    workdirs.create("gs://bucket/file")
