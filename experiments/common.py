@@ -7,7 +7,6 @@ import json
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,37 +114,14 @@ def mean_std(values) -> str:
   return f"{v.mean():.1f} +- {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f} +- n/a"
 
 
-def welch_p(a, b) -> float:
-  """Two-sided p of Welch's t-test between per-seed values a and b; against a constant (b of one
-  value, e.g. the deterministic raw-pixel probe) a one-sample t-test; nan with fewer than 2 of a."""
-  import scipy.stats
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  if len(a) < 2 or len(b) < 1:
-    return float("nan")
-  if len(b) == 1:
-    return float(scipy.stats.ttest_1samp(a, b[0]).pvalue)
-  return float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
 
 
-def commit() -> str:
-  """The checked-out commit, marked when tracked files differ from it."""
-  try:
-    run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent,
-                                    check=True).stdout.strip()
-    return run("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if run(
-        "status", "--porcelain", "--untracked-files=no") else "")
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-
-
 def start() -> tuple[float, str]:
   """(time, commit) when a table script starts: what provenance() reports."""
-  return time.time(), commit()
+  return time.time(), workdirs.commit()
 
 
 def provenance(started: tuple[float, str]) -> str:

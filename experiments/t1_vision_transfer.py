@@ -47,6 +47,7 @@ import numpy as np
 
 import common
 from palmup import evaluate
+from palmup.stats import welch_p
 
 SIGMAS = (0.1, 0.2, 0.4)  # GenRep's sweep (ImageNet-100): 60.2 / 63.2 / 65.5 / 65.4 / 64.4% at 0.05 / 0.1 / 0.2 / 0.3 / 0.4
 LATENT = lambda sigma, augment: {"explorer": "static", "static_views": "latent", "static_sigma": sigma,
@@ -176,7 +177,7 @@ def tests_against(results, shots, ref: str = "palm") -> str:
     for d in datasets:
       for k in ("linear", "few_shot"):
         a, b = results[ref][d][k], results[m][d][k]
-        p = common.welch_p(a, b) if b else float("nan")
+        p = welch_p(a, b) if b else float("nan")
         cells.append("-" if np.isnan(p) else f"{100 * (np.mean(a) - np.mean(b)):+.1f} (p {p:.3f})")
     rows.append([m] + cells)
   return common.markdown_table(header, rows)

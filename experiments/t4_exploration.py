@@ -30,6 +30,7 @@ import numpy as np
 
 import common
 from palmup import workdirs
+from palmup.stats import welch_p
 
 # Setting name -> overrides shared by every explorer (the dynamics and the learner's pairs).
 SETTINGS = {
@@ -108,7 +109,7 @@ def gap(a, b) -> tuple[str, str]:
   if len(a) < 2 or len(b) < 2:
     return "-", "-"
   pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-  return f"{(a.mean() - b.mean()) / max(pooled, 1e-12):+.1f}", f"{common.welch_p(a, b):.3f}"
+  return f"{(a.mean() - b.mean()) / max(pooled, 1e-12):+.1f}", f"{welch_p(a, b):.3f}"
 
 
 def table(data: dict, settings, explorers) -> str:

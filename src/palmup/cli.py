@@ -31,6 +31,7 @@ COMMANDS = {
     "rl-transfer": "palmup.rl.transfer:main",
     "launch": "palmup.launch:main",
     "preflight": "palmup.preflight:main",
+    "sweep": "palmup.sweep:main",
 }
 
 # Commands whose --config is optional (their function then gets config None).

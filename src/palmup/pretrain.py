@@ -565,15 +565,37 @@ def coverage(labels, num_classes):
   return jnp.mean(jnp.zeros(num_classes).at[labels].set(1.0))
 
 
-def jit_pretrain(config, world: World, mesh):
+def population_world(world: World, env_params: list[EnvParams]) -> World:
+  """The world of a population of runs that differ only in their EnvParams (and seeds): `world`
+  with the members' EnvParams stacked along a leading member axis."""
+  return world.replace(env_params=jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *env_params))
+
+
+def member_world(world: World, member: int) -> World:
+  """One member's world of a population_world."""
+  return world.replace(env_params=jax.tree.map(lambda x: x[member], world.env_params))
+
+
+def jit_pretrain(config, world: World, mesh, members: int | None = None):
   """-> (init(world, key), chunk(world, state), the state's shardings): make_pretrain's functions
   jitted for the mesh with data-parallel shardings (palmup.sharding): the world replicated, the
   state's per-env leaves split over the mesh, the rest replicated; chunk donates its input state.
-  `world` (concrete, or abstract: ShapeDtypeStructs) gives only the arguments' structure."""
+  `world` (concrete, or abstract: ShapeDtypeStructs) gives only the arguments' structure.
+
+  members: a population of that many runs in one program (world: a population_world; init takes
+  keys [members], and every leaf of the state, metrics and strips gets a leading member axis): the
+  chunk vmapped over the members' EnvParams and states. The member axis is not split over the mesh:
+  each device holds its share of every member's envs, as it would of one run's, so a population
+  needs about `members` times one run's memory per device."""
   init, chunk = make_pretrain(config, mesh)
   rep = sharding.replicated(mesh)
   world_shardings = jax.tree.map(lambda _: rep, world)
-  shardings = sharding.state_shardings(jax.eval_shape(init, world, jax.random.PRNGKey(0)), mesh)
+  one_world = world if members is None else member_world(world, 0)
+  shardings = sharding.state_shardings(jax.eval_shape(init, one_world, jax.random.PRNGKey(0)), mesh)
+  if members is not None:
+    axes = jax.tree.map(lambda _: None, world).replace(env_params=jax.tree.map(lambda _: 0, world.env_params))
+    init, chunk = jax.vmap(init, in_axes=(axes, 0)), jax.vmap(chunk, in_axes=(axes, 0))
+    shardings = sharding.behind_member_axis(shardings)
   return (jax.jit(init, in_shardings=(world_shardings, rep), out_shardings=shardings),
           jax.jit(chunk, in_shardings=(world_shardings, shardings), out_shardings=(shardings, rep, rep),
                   donate_argnums=1),

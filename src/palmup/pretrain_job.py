@@ -17,12 +17,15 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
 from palmup import checkpoints as ckpt_lib, sharding, viz, workdirs
+from palmup.env import EnvParams, params_from_config
+from palmup.errors import UserError
 from palmup.learner import save_encoder
-from palmup.pretrain import build, jit_pretrain, make_world, validate
+from palmup.pretrain import build, jit_pretrain, make_pretrain, make_world, member_world, population_world, validate
 
 
 class _StopRequested:
@@ -64,9 +67,7 @@ def check_resumable(workdir: epath.Path, config):
   old_path = workdir / "config.json"
   if not (workdir / "checkpoints").exists() or not old_path.exists():
     return
-  flat = lambda d, prefix="": {k2: v2 for k, v in d.items() for k2, v2 in (
-      flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
-  old, new = flat(json.loads(old_path.read_text())), flat(json.loads(config.to_json_best_effort()))
+  old, new = _flatten(json.loads(old_path.read_text())), _flat(config)
   may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES)
   changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
   if changed:
@@ -103,64 +104,130 @@ def resume_or_restart(workdir: epath.Path, config, abstract_state):
 
 
 def main(config, workdir):
+  """`palmup pretrain`: one run."""
+  train([(config, workdir)])
+
+
+def population_members(configs) -> list:
+  """The members' EnvParams, after checking that the configs differ only in EnvParams fields
+  (env.<field>) and seed, which is what lets runs share one program."""
+  base = _flat(configs[0])
+  fields = {f"env.{f}" for f in EnvParams.__dataclass_fields__}
+  for config in configs[1:]:
+    other = _flat(config)
+    differ = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k) and k not in fields
+                    and k != "seed")
+    if differ:
+      raise UserError(f"a population's runs may differ only in env.<EnvParams field> and seed; these differ: "
+                      f"{', '.join(differ)}")
+  return [params_from_config(c) for c in configs]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  """{"a.b": value} of a nested dict."""
+  return {k2: v2 for k, v in tree.items() for k2, v2 in (
+      _flatten(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+
+def _flat(config) -> dict:
+  """A config as {"a.b": value}, as its config.json holds it."""
+  return _flatten(json.loads(config.to_json_best_effort()))
+
+
+def train(runs):
+  """Runs [(config, workdir), ...] to their configs' train.steps: one run as `palmup pretrain` does,
+  or several as one population (pretrain.jit_pretrain's members), each run keeping its own
+  checkpoints, metrics, pictures and encoder in its workdir (the configs may differ only in
+  EnvParams fields and seed). Resumes from the runs' last checkpoints, which must be of one chunk."""
+  configs = [c for c, _ in runs]
+  config, members = configs[0], (len(runs) if len(runs) > 1 else None)
   with sharding.together("loading the config, generator, judge and data"):  # no collective in here
-    validate(config)
-    workdir = workdirs.create(workdir)
+    for c in configs:
+      validate(c)
+    env_params = population_members(configs) if members else None
+    dirs = [workdirs.create(w) for _, w in runs]
     mesh = sharding.make_mesh()
-    world = sharding.put_replicated(make_world(config), mesh)
-    init, chunk, shardings = jit_pretrain(config, world, mesh)
+    world = make_world(config)
+    if members:
+      world = population_world(world, env_params)
+    world = sharding.put_replicated(world, mesh)
+    init, chunk, shardings = jit_pretrain(config, world, mesh, members)
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps
+  one_world = world if members is None else member_world(world, 0)
+  one_shardings = shardings if members is None else jax.tree.map(
+      lambda s: jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(*s.spec[1:])), shardings)
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                          jax.eval_shape(init, world, jax.random.PRNGKey(0)), shardings)
-  checkpoints, state, done = resume_or_restart(workdir, config, abstract)
-  if state is None:
-    state = init(world, jax.random.PRNGKey(config.seed))
+                          jax.eval_shape(make_pretrain(config, mesh)[0], one_world, jax.random.PRNGKey(0)), one_shardings)
+  resumed = [resume_or_restart(d, c, abstract) for c, d in zip(configs, dirs)]
+  checkpoints, states, dones = zip(*resumed)
+  if len(set(dones)) > 1:
+    raise UserError(f"the population's runs were checkpointed at different chunks ({', '.join(map(str, dones))}); "
+                    "run them apart (palmup pretrain each) or move their workdirs aside")
+  done = dones[0]
+  if states[0] is None:
+    keys = [jax.random.PRNGKey(c.seed) for c in configs]
+    state = init(world, keys[0] if members is None else jnp.stack(keys))
+  else:
+    state = states[0] if members is None else jax.device_put(
+        jax.tree.map(lambda *xs: jnp.stack(xs), *states), shardings)
+  member = (lambda tree, i: tree) if members is None else (lambda tree, i: jax.tree.map(lambda x: x[i], tree))
   stop = _StopRequested()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-  writer = workdirs.MetricWriter(workdir, resume_step=done * tc.chunk_steps) if sharding.is_primary() else None
+  primary = sharding.is_primary()
+  writers = [workdirs.MetricWriter(d, resume_step=done * tc.chunk_steps) if primary else None for d in dirs]
   frames_per_chunk = tc.chunk_steps * (config.num_envs if config.explorer != "static" else config.replay.batch_size)
-  bar = workdirs.progress(num_chunks * frames_per_chunk, "pretrain", initial=done * frames_per_chunk, unit="frame",
-                    disable=not sharding.is_primary())
+  total = frames_per_chunk * len(runs)
+  bar = workdirs.progress(num_chunks * total, "pretrain", initial=done * total, unit="frame", disable=not primary)
+
+  def save(index):
+    for i, store in enumerate(checkpoints):
+      store.save(index, member(state, i))
+
   try:
     for index in range(done + 1, num_chunks + 1):
       start = time.perf_counter()
       state, metrics, strips = chunk(world, state)
-      metrics = {k: float(v) for k, v in sharding.to_host(metrics).items()}
+      metrics, strips = sharding.to_host(metrics), sharding.to_host(strips)
       seconds = time.perf_counter() - start
-      _check_finite(metrics, index, done)
-      metrics.update(frames_per_second=frames_per_chunk / seconds, chunk_seconds=seconds)
-      if writer is not None:
-        writer.write(index * tc.chunk_steps, metrics)
-        if index % config.log.strip_every == 0 or index == num_chunks:
-          _save_strips(workdir / "strips" / f"chunk_{index:05d}.png", sharding.to_host(strips), config.log.scale,
-                       writer, index * tc.chunk_steps)
-      bar.update(frames_per_chunk)
-      bar.set_postfix(ntxent=f"{metrics['ntxent']:.3f}", fps=f"{metrics['frames_per_second']:.0f}")
+      for i, (writer, d) in enumerate(zip(writers, dirs)):
+        row = {k: float(v) for k, v in member(metrics, i).items()}
+        _check_finite(row, index, done)
+        row.update(frames_per_second=total / seconds, chunk_seconds=seconds)
+        if writer is not None:
+          writer.write(index * tc.chunk_steps, row)
+          if index % config.log.strip_every == 0 or index == num_chunks:
+            _save_strips(d / "strips" / f"chunk_{index:05d}.png", member(strips, i), config.log.scale, writer,
+                         index * tc.chunk_steps)
+      bar.update(total)
+      bar.set_postfix(ntxent=f"{row['ntxent']:.3f}", fps=f"{row['frames_per_second']:.0f}")
       if index % tc.checkpoint_every == 0 or index == num_chunks:
-        checkpoints.save(index, state)
+        save(index)
         done = index
       if sharding.any_process(stop.signal is not None):  # every process stops after the same chunk
         if done != index:
-          checkpoints.save(index, state)
+          save(index)
           done = index
         print(f"palmup pretrain: {stop.signal or 'a stop on another process'} received; checkpointed chunk "
               f"{index} of {num_chunks}, rerun the same command to resume")
         return
   finally:
     bar.close()
-    checkpoints.close()
-    if writer is not None:
-      writer.close()
+    for store in checkpoints:
+      store.close()
+    for writer in writers:
+      if writer is not None:
+        writer.close()
     for s, handler in previous.items():
       signal.signal(s, handler)
-  learner, _, _ = build(config, world)
-  params = sharding.to_host(state.learner.params)  # replicated: every process holds them
+  learner, _, _ = build(config, one_world)
   obs_shape = world.env.observation_shape
-  save_encoder(workdir / "encoder", learner, params, obs_shape)  # every process: orbax syncs
-  if config.eval.enabled:  # every process probes (no process waits for another), the first writes
-    from palmup import evaluate
-    result = evaluate.compare_with_random(config.eval, config.eval.dataset, learner, params, obs_shape)
-    if sharding.is_primary():
-      (workdir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
-      print(evaluate.summary(result))
+  for i, (c, d) in enumerate(zip(configs, dirs)):
+    params = sharding.to_host(member(state.learner.params, i))  # replicated: every process holds them
+    save_encoder(d / "encoder", learner, params, obs_shape)  # every process: orbax syncs
+    if c.eval.enabled:  # every process probes (no process waits for another), the first writes
+      from palmup import evaluate
+      result = evaluate.compare_with_random(c.eval, c.eval.dataset, learner, params, obs_shape)
+      if primary:
+        (d / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(evaluate.summary(result))

@@ -113,6 +113,12 @@ def state_shardings(abstract_state, mesh: Mesh):
   return jax.tree_util.tree_map_with_path(spec, abstract_state)
 
 
+def behind_member_axis(shardings):
+  """A population's shardings (pretrain.jit_pretrain's members): each member's, behind a leading
+  member axis that is not split."""
+  return jax.tree.map(lambda s: NamedSharding(s.mesh, P(None, *s.spec)), shardings)
+
+
 def shard_batch(x, mesh: Mesh):
   """Inside a jitted function: splits the leading axis of every leaf of x over "data"."""
   return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh)), x)

@@ -11,6 +11,7 @@ whole, never appended to, since object stores cannot append.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any, Mapping
 
@@ -150,3 +151,15 @@ def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disabl
   from tqdm.auto import tqdm
   return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, mininterval=2.0,
               disable=disable)
+
+
+def commit() -> str:
+  """The commit of the palmup checkout this runs from, marked when tracked files differ from it
+  ("unknown" outside a git checkout): what results files record."""
+  try:
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=str(epath.Path(__file__).parent),
+                                    check=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git(
+        "status", "--porcelain", "--untracked-files=no") else "")
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"

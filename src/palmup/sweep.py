@@ -1,0 +1,378 @@
+"""`palmup sweep`: an ablation of a pretraining config, its members run with seeds, probed on real
+data and tabulated with 95% intervals and Welch's p against the base setting.
+
+    palmup sweep --config configs/sweep.py --workdir runs/sweep \
+        --config.base=configs/pretrain_fashion_mnist.py \
+        --config.axes='env.ema=0.5,0.9,0.99;env.action_weight=0,1' --config.seeds=3
+
+Members: the base config (`base` with `overrides`) and, with design "one_at_a_time", each axis value
+that differs from the base's, one axis at a time; with design "grid", every combination of the axes'
+values. Each member runs at seeds 0 .. seeds-1 as a normal `palmup pretrain` run in
+DIR/<member>_seed<k>/ (without its end-of-run probe), so a killed sweep resumes where it stopped:
+rerunning the command skips the runs that finished and resumes the one that did not. Every member's
+config is built and validated (palmup.pretrain.validate) before any run starts, so a bad axis or
+value stops the sweep with one line naming it. Seed 0 of every member runs first, then seed 1, ...
+
+Members that differ from the base only in EnvParams fields (env.ema, env.action_weight, ...) and
+seed run as populations: `population.size` runs at a time in one compiled program vmapped over them
+(pretrain_job.train), each run keeping its own checkpoints, metrics and encoder;
+`population.enabled="off"` runs them one by one.
+
+target "slurm" writes DIR/sweep.sbatch, one SLURM array task per run (each `palmup pretrain`), and
+stops: submit it, then rerun the sweep with target "local" to probe and tabulate the finished runs.
+
+Then every run is probed on each of `datasets` (logistic probe and few-shot ridge at `shots`,
+palmup.evaluate), the floors (raw pixels, and the base's architecture at probe.random_seeds random
+inits) once per sweep, and the exploration metrics (`metrics`) are read from each run's
+metrics.jsonl, averaged over the last `metrics_tail` of its chunks. DIR gets:
+  results.json   every value per run and seed, and the tables' numbers
+  results.md     one table per axis (grid: one table): each probe and metric as mean +- the 95%
+                 interval over seeds, and Welch's p against the base
+  <axis>.png     each probe and metric against the axis's values, mean with its 95% interval
+`palmup report --workdir DIR` renders the tables, plots and every run's curves.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import json
+import math
+import shlex
+import sys
+import time
+
+import numpy as np
+from etils import epath
+
+from palmup import config_checks, configs, evaluate, learner as learner_lib, pretrain, stats, workdirs
+from palmup.data import datasets
+from palmup.env import EnvParams
+from palmup.errors import UserError
+
+DESIGNS = ("one_at_a_time", "grid")
+TARGETS = ("local", "slurm")
+POPULATION = ("auto", "off")
+BASE = "base"
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One setting of the sweep: its name ("base" or "key=value[,key=value]") and its overrides of
+  the base config."""
+  name: str
+  overrides: dict
+
+  def run(self, seed: int) -> str:
+    """The directory name of this member's run at `seed`."""
+    return f"{self.name}_seed{seed}"
+
+
+def _literal(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_assignments(text: str, what: str, values_sep: str | None = None) -> dict:
+  """'a.b=1;c=x' -> {"a.b": 1, "c": "x"} (values Python literals where they parse as one, strings
+  otherwise); with values_sep (","), each value is a list split on it: 'a=1,2;b=3' -> {"a": [1, 2], "b": [3]}."""
+  out = {}
+  for item in filter(None, (part.strip() for part in text.split(";"))):
+    key, equals, value = item.partition("=")
+    if not equals or not key.strip() or not value.strip():
+      example = "'env.ema=0.5,0.9;env.action_weight=0,1'" if values_sep else "'obs_size=24;learner.lr=0.001'"
+      raise UserError(f"config.{what}: {item!r} is invalid; valid: {example}")
+    parsed = [_literal(v.strip()) for v in value.split(values_sep)] if values_sep else _literal(value.strip())
+    out[key.strip()] = parsed
+  return out
+
+
+def base_config(config):
+  """The base pretrain config: config.base with config.overrides, its end-of-run probe off (the sweep probes)."""
+  return member_config(config, Member(BASE, {}), seed=None)
+
+
+def member_config(config, member: Member, seed: int | None):
+  """The pretrain config of `member` at `seed` (None: the base's own seed)."""
+  overrides = {**parse_assignments(config.overrides, "overrides"), **member.overrides, "eval.enabled": False}
+  if seed is not None:
+    overrides["seed"] = seed
+  try:
+    return configs.load(config.base, **overrides)
+  except (TypeError, ValueError) as e:  # ml_collections refuses a value of the wrong type
+    raise UserError(f"config.axes / config.overrides: {member.name}: {e}") from None
+
+
+def members(config) -> list[Member]:
+  """The base first, then the axes' settings (see the module docstring); a value equal to the
+  base's is the base, not a member of its own."""
+  axes = parse_assignments(config.axes, "axes", ",")
+  base = base_config(config)
+  base_value = {}
+  for key in axes:
+    try:
+      base_value[key] = config_checks.get(base, key)
+    except (KeyError, AttributeError):
+      raise UserError(f"config.axes: {key} is not a key of {config.base}") from None
+  out = [Member(BASE, {})]
+  if config.design == "grid":
+    for values in itertools.product(*axes.values()):
+      changed = {k: v for k, v in zip(axes, values)}
+      if any(v != base_value[k] for k, v in changed.items()):
+        out.append(Member(",".join(f"{k}={v}" for k, v in changed.items()), changed))
+  else:
+    for key, values in axes.items():
+      out += [Member(f"{key}={v}", {key: v}) for v in values if v != base_value[key]]
+  return out
+
+
+def validate(config):
+  """Every check before any run: the sweep's own keys, then each member's pretrain config."""
+  config_checks.one_of(config, "design", DESIGNS)
+  config_checks.one_of(config, "target", TARGETS)
+  config_checks.one_of(config, "population.enabled", POPULATION)
+  config_checks.positive(config, "seeds")
+  config_checks.positive(config, "population.size")
+  config_checks.in_range(config, "metrics_tail", 0.01, 1.0)
+  config_checks.require(bool(config.axes.strip()), "axes", config.axes, "'key=v1,v2;key2=v3' (at least one axis)")
+  names = [d for d in config.datasets.split(",") if d]
+  config_checks.require(bool(names) and (config.data_dir is not None or set(names) <= set(datasets.BUILTIN)),
+                        "datasets", config.datasets, f"comma-separated names of {sorted(datasets.BUILTIN)} "
+                        "(others need data_dir)")
+  config_checks.require(config.shots in config.probe.few_shot.shots, "shots", config.shots,
+                        f"one of probe.few_shot.shots {tuple(config.probe.few_shot.shots)}")
+  evaluate.validate_probe(config, "probe")
+  for member in members(config):
+    try:
+      pretrain.validate(member_config(config, member, 0))
+    except UserError as e:
+      raise UserError(f"member {member.name}: {e}") from None
+
+
+def finished(run: epath.Path) -> bool:
+  return (run / "encoder" / "learner.json").exists()
+
+
+def run_order(config) -> list[tuple[Member, int]]:
+  """Seed 0 of every member first, then seed 1, ...: a partial sweep covers every member."""
+  return [(member, seed) for seed in range(config.seeds) for member in members(config)]
+
+
+def pretrain_command(config, workdir: epath.Path, member: Member, seed: int) -> str:
+  """The `palmup pretrain` command line of one run (for SLURM)."""
+  overrides = {**parse_assignments(config.overrides, "overrides"), **member.overrides, "eval.enabled": False,
+               "seed": seed}
+  args = [f"--config.{k}={v}" for k, v in overrides.items()]
+  return shlex.join(["palmup", "pretrain", "--config", str(config.base), "--workdir", str(workdir / member.run(seed)),
+                     *args])
+
+
+def write_sbatch(config, workdir: epath.Path) -> epath.Path:
+  """DIR/sweep.sbatch: a SLURM array job, one task per run not yet finished."""
+  todo = [(m, s) for m, s in run_order(config) if not finished(workdir / m.run(s))]
+  commands = "\n".join(f"  {shlex.quote(pretrain_command(config, workdir, m, s))}" for m, s in todo)
+  path = workdir / "sweep.sbatch"
+  path.write_text(f"#!/bin/bash\n#SBATCH --job-name=palmup-sweep\n#SBATCH --array=0-{max(len(todo) - 1, 0)}\n"
+                  f"#SBATCH --output={workdir}/slurm-%A_%a.out\nset -euo pipefail\nCOMMANDS=(\n{commands}\n)\n"
+                  'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"\n')
+  return path
+
+
+def population_usable(config) -> bool:
+  """Whether the members may run as populations: population.enabled is "auto" and every axis is an
+  EnvParams field (env.<field>), so members differ only in traced values and seed."""
+  fields = {f"env.{f}" for f in EnvParams.__dataclass_fields__}
+  return config.population.enabled == "auto" and set(parse_assignments(config.axes, "axes", ",")) <= fields
+
+
+def run_all(config, workdir: epath.Path, log=print) -> bool:
+  """Runs (or resumes, or skips) every member's runs on this machine, one after another, or
+  population.size at a time as one population (population_usable); -> False when a run stopped
+  early (SIGTERM: rerun to resume)."""
+  from palmup import pretrain_job
+  order = run_order(config)
+  size = config.population.size if population_usable(config) else 1
+  done = 0
+  for start in range(0, len(order), size):
+    group = order[start:start + size]
+    todo = [(m, s) for m, s in group if not finished(workdir / m.run(s))]
+    names = ", ".join(f"{m.name} seed {s}" for m, s in group)
+    position = f"[{done + len(group)}/{len(order)}]"
+    began = time.perf_counter()
+    if not todo:
+      log(f"palmup sweep: {position} {names}: finished before")
+    else:
+      log(f"palmup sweep: {position} {names}: pretraining" + (" as one population" if len(todo) > 1 else ""))
+      pretrain_job.train([(member_config(config, m, s), workdir / m.run(s)) for m, s in todo])
+    if not all(finished(workdir / m.run(s)) for m, s in group):
+      return False
+    if todo:
+      log(f"palmup sweep: {position} done in {time.perf_counter() - began:.0f} s")
+    done += len(group)
+  return True
+
+
+def exploration_metrics(run: epath.Path, names: list[str], tail: float) -> dict[str, float]:
+  """Each metric's mean over the last `tail` of the run's chunks that logged it (nan if none did)."""
+  rows = workdirs.read_metrics(run)
+  out = {}
+  for name in names:
+    values = [r[name] for r in rows if isinstance(r.get(name), (int, float))]
+    keep = values[-max(1, math.ceil(tail * len(values))):] if values else []
+    out[name] = float(np.mean(keep)) if keep else math.nan
+  return out
+
+
+def probe_run(config, run: epath.Path) -> dict[str, float]:
+  """{"<dataset> linear", "<dataset> <shots>-shot"} top-1 of the run's encoder; cached in the run
+  (sweep_probes.json), so a rerun probes nothing again."""
+  cache = run / "sweep_probes.json"
+  if not cache.exists():
+    learner, params, obs_shape = learner_lib.load_encoder(run / "encoder")
+    out = {}
+    for dataset in filter(None, config.datasets.split(",")):
+      r = evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, config.probe, config.data_dir)
+      out.update(_scores(r, dataset, config.shots))
+    cache.write_text(json.dumps(out, indent=2) + "\n")
+  return json.loads(cache.read_text())
+
+
+def _scores(result: dict, dataset: str, shots: int) -> dict[str, float]:
+  return {f"{dataset} linear": result["test_accuracy"], f"{dataset} {shots}-shot": result["few_shot"][str(shots)]["mean"]}
+
+
+def probe_floors(config, workdir: epath.Path) -> dict[str, dict[str, list[float]]]:
+  """{"raw pixels": {probe: [value]}, "random encoder": {probe: [per init]}} at the base's encoder
+  and input shape (its seed-0 run); cached in DIR/floors.json."""
+  cache = workdir / "floors.json"
+  if not cache.exists():
+    learner, _, obs_shape = learner_lib.load_encoder(workdir / Member(BASE, {}).run(0) / "encoder")
+    pixels, random = {}, {}
+    for dataset in filter(None, config.datasets.split(",")):
+      splits = evaluate.load_splits(dataset, config.data_dir)
+      for k, v in _scores(evaluate.evaluate_pixels(obs_shape, dataset, config.probe, config.data_dir, splits),
+                          dataset, config.shots).items():
+        pixels[k] = [v]
+      for seed in range(config.probe.random_seeds):
+        params = evaluate.random_params(learner, obs_shape, 1000 + seed)
+        r = evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, config.probe, config.data_dir,
+                                      splits)
+        for k, v in _scores(r, dataset, config.shots).items():
+          random.setdefault(k, []).append(v)
+    cache.write_text(json.dumps({"raw pixels": pixels, "random encoder": random}, indent=2) + "\n")
+  return json.loads(cache.read_text())
+
+
+def collect(config, workdir: epath.Path) -> dict:
+  """results.json's content: every run's probes and metrics per member and seed, the floors, and
+  per member and quantity the mean, the 95% half-width and Welch's p against the base."""
+  metric_names = [m for m in config.metrics.split(",") if m]
+  per_member = {}
+  for member in members(config):
+    values = {}
+    for seed in range(config.seeds):
+      run = workdir / member.run(seed)
+      found = {**probe_run(config, run), **exploration_metrics(run, metric_names, config.metrics_tail)}
+      for k, v in found.items():
+        values.setdefault(k, []).append(v)
+    per_member[member.name] = {"overrides": member.overrides, "values": values}
+  base = per_member[BASE]["values"]
+  for entry in per_member.values():
+    entry["summary"] = {k: {"mean": mean_ci[0], "ci95": mean_ci[1],
+                            "p_vs_base": stats.welch_p(v, base[k]) if entry is not per_member[BASE] else None}
+                        for k, v in entry["values"].items() for mean_ci in [stats.mean_ci95(v)]}
+  return {"base": str(config.base), "overrides": config.overrides, "axes": config.axes, "design": config.design,
+          "seeds": config.seeds, "members": per_member, "floors": probe_floors(config, workdir),
+          "quantities": list(base)}
+
+
+def _cell(summary: dict, percent: bool) -> str:
+  scale, fmt = (100, ".1f") if percent else (1, ".3g")
+  mean, ci, p = summary["mean"] * scale, summary["ci95"] * scale, summary["p_vs_base"]
+  text = f"{mean:{fmt}} +- {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}"
+  return text + (f" (p {p:.3f})" if p is not None and math.isfinite(p) else "")
+
+
+def tables(results: dict) -> str:
+  """results.md's body: per axis (one_at_a_time) or for the grid, a row per member."""
+  quantities = results["quantities"]
+  is_probe = lambda q: q.endswith(" linear") or q.endswith("-shot")
+  header = "| member | " + " | ".join(quantities) + " |\n|" + "---|" * (len(quantities) + 1) + "\n"
+  row = lambda name: (f"| {name} | " + " | ".join(_cell(results["members"][name]["summary"][q], is_probe(q))
+                                                  for q in quantities) + " |\n")
+  floor_rows = "".join(f"| {floor} | " + " | ".join(
+      _cell({"mean": float(np.mean(v[q])), "ci95": stats.mean_ci95(v[q])[1], "p_vs_base": None}, True)
+      if q in v else "-" for q in quantities) + " |\n" for floor, v in results["floors"].items())
+  groups = axis_groups(results)
+  out = ""
+  for axis, names in groups.items():
+    out += f"\n{'All members' if axis is None else f'Axis `{axis}`'}:\n\n" + header + "".join(map(row, names))
+  return out + "\nFloors (once per sweep, at the base's encoder and input):\n\n" + header + floor_rows
+
+
+def axis_groups(results: dict) -> dict:
+  """{axis: [base, members varying it]} (one_at_a_time), or {None: every member} (grid)."""
+  names = list(results["members"])
+  if results["design"] == "grid":
+    return {None: names}
+  axes = parse_assignments(results["axes"], "axes", ",")
+  return {axis: [BASE] + [n for n in names if list(results["members"][n]["overrides"]) == [axis]] for axis in axes}
+
+
+def plot(results: dict, workdir: epath.Path):
+  """<axis>.png per axis: each quantity against the axis's values, mean with its 95% interval."""
+  if results["design"] == "grid":
+    return
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  base_config_values = results["base_values"]
+  for axis, names in axis_groups(results).items():
+    points = sorted(((results["members"][n]["overrides"].get(axis, base_config_values[axis]), n) for n in names),
+                    key=lambda t: (str(type(t[0])), t[0]))
+    quantities = results["quantities"]
+    fig, axes = plt.subplots(1, len(quantities), figsize=(3.2 * len(quantities), 3), squeeze=False)
+    for ax, q in zip(axes[0], quantities):
+      xs = np.arange(len(points))
+      summaries = [results["members"][n]["summary"][q] for _, n in points]
+      ax.errorbar(xs, [s["mean"] for s in summaries], yerr=[0 if not math.isfinite(s["ci95"]) else s["ci95"]
+                                                              for s in summaries], fmt="o-", capsize=3)
+      for (floor, values), style in zip(results["floors"].items(), ("--", ":")):
+        if q in values:
+          ax.axhline(float(np.mean(values[q])), color="gray", linestyle=style, label=floor)
+      if any(q in values for values in results["floors"].values()):
+        ax.legend(fontsize=6)
+      ax.set_xticks(xs, [f"{v}{' (base)' if n == BASE else ''}" for v, n in points], rotation=30, fontsize=7)
+      ax.set_title(q, fontsize=8)
+    fig.suptitle(f"{axis}: mean and 95% interval over {results['seeds']} seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(str(workdir / f"{axis}.png"), dpi=100)
+    plt.close(fig)
+
+
+def main(config, workdir):
+  validate(config)
+  workdir = workdirs.prepare(workdir, config)
+  if config.target == "slurm":
+    path = write_sbatch(config, workdir)
+    print(f"palmup sweep: wrote {path}; submit it (sbatch {path}), then rerun this command with "
+          "--config.target=local to probe and tabulate")
+    return
+  if not run_all(config, workdir):
+    print("palmup sweep: a run stopped before its end (SIGTERM); rerun the same command to resume")
+    return
+  results = collect(config, workdir)
+  results["base_values"] = {k: config_checks.get(base_config(config), k)
+                            for k in parse_assignments(config.axes, "axes", ",")}
+  (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+  plot(results, workdir)
+  text = (f"# Sweep of {config.base}\n\nCommand: `{shlex.join(sys.argv)}` at commit {workdirs.commit()}. Axes "
+          f"`{config.axes}` ({config.design}), overrides `{config.overrides or '-'}`, {config.seeds} seeds; "
+          f"probes: logistic and {config.shots}-shot top-1 % on the test splits; metrics averaged over the last "
+          f"{config.metrics_tail:.0%} of each run's chunks. Mean +- the 95% interval over seeds, Welch's p "
+          f"against the base.\n" + tables(results))
+  text += "".join(f"\n![{axis}]({axis}.png)\n" for axis in axis_groups(results) if axis is not None)
+  (workdir / "results.md").write_text(text)
+  print(text)

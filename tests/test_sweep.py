@@ -1,0 +1,108 @@
+"""`palmup sweep` and populations: members and their validation, a population of runs equal to the
+same runs alone (resumed too), and a tiny sweep end to end (resume, tables, plots, report, SLURM)."""
+import json
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+
+from palmup import configs, pretrain_job, report, sweep, workdirs
+from palmup.errors import UserError
+
+TINY_PROBE = {"probe.train_examples": 300, "probe.random_seeds": 1, "probe.logistic.steps": 20,
+              "probe.few_shot.shots": (1, 5), "probe.few_shot.seeds": 2, "shots": 5, "datasets": "digits"}
+
+
+def sweep_config(**overrides):
+  return configs.load("sweep", **{"base": "pretrain_tiny", "overrides": "", **TINY_PROBE, **overrides})
+
+
+def test_members_one_at_a_time_and_grid():
+  config = sweep_config(axes="env.ema=0.5,0.7,0.9;env.action_weight=0,0.5")
+  names = [m.name for m in sweep.members(config)]
+  assert names == ["base", "env.ema=0.5", "env.ema=0.9", "env.action_weight=0"]  # 0.7 and 0.5: the base's
+  config = sweep_config(axes="env.ema=0.5,0.7;env.action_weight=0,0.5", design="grid")
+  assert [m.overrides for m in sweep.members(config)][1:] == [
+      {"env.ema": 0.5, "env.action_weight": 0}, {"env.ema": 0.5, "env.action_weight": 0.5},
+      {"env.ema": 0.7, "env.action_weight": 0}]
+  assert [(m.name, s) for m, s in sweep.run_order(sweep_config(axes="env.ema=0.5", seeds=2))] == [
+      ("base", 0), ("env.ema=0.5", 0), ("base", 1), ("env.ema=0.5", 1)]
+
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"axes": "env.nothing=1"}, "env.nothing"),
+    ({"axes": "env.ema=1.5"}, "member env.ema=1.5: config.env.ema=1.5 is invalid"),
+    ({"axes": "env.ema"}, "config.axes: 'env.ema' is invalid"),
+    ({"axes": "env.ema=0.5", "design": "random"}, "config.design='random' is invalid"),
+    ({"axes": "env.ema=0.5", "shots": 10}, "config.shots=10 is invalid"),
+    ({"axes": "env.ema=0.5", "datasets": "imagenet"}, "config.datasets='imagenet' is invalid"),
+])
+def test_a_bad_axis_or_value_stops_the_sweep_before_any_run_naming_it(overrides, words, tmp_path):
+  with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    sweep.main(sweep_config(**overrides), tmp_path)
+  assert not any(p.name.endswith("_seed0") for p in tmp_path.iterdir())
+
+
+def _final(run):
+  from palmup.learner import load_encoder
+  rows = workdirs.read_metrics(run)
+  return load_encoder(run / "encoder")[1], rows
+
+
+def test_a_resumed_population_equals_its_runs_alone(tmp_path):
+  """Two runs that differ in env.ema and seed, as one population stopped after 3 steps and resumed
+  to 6, against each run alone for 6 steps: the same encoders and metrics, to float tolerance
+  (vmapping reorders some float reductions)."""
+  runs = [configs.load("pretrain_tiny", **{"env.ema": ema, "seed": seed}) for ema, seed in ((0.7, 0), (0.3, 5))]
+  for config in runs:
+    config.train.steps = 3
+  pretrain_job.train([(c, tmp_path / f"pop{i}") for i, c in enumerate(runs)])
+  for config in runs:
+    config.train.steps = 6
+  pretrain_job.train([(c, tmp_path / f"pop{i}") for i, c in enumerate(runs)])
+  for i, config in enumerate(runs):
+    pretrain_job.main(config, tmp_path / f"alone{i}")
+    (pop_params, pop_rows), (alone_params, alone_rows) = _final(tmp_path / f"pop{i}"), _final(tmp_path / f"alone{i}")
+    for x, y in zip(jax.tree.leaves(pop_params), jax.tree.leaves(alone_params)):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    assert [r["step"] for r in pop_rows] == [r["step"] for r in alone_rows] == [3, 6]
+    for a, b in zip(pop_rows, alone_rows):
+      for key in ("ntxent", "latent_norm", "knn_entropy", "critic_loss"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-5, err_msg=key)
+  assert not np.allclose(_final(tmp_path / "pop0")[1][-1]["latent_norm"], _final(tmp_path / "pop1")[1][-1]["latent_norm"])
+
+
+def test_a_population_refuses_runs_that_differ_in_more_than_env_params(tmp_path):
+  runs = [configs.load("pretrain_tiny"), configs.load("pretrain_tiny", **{"learner.lr": 0.01})]
+  with pytest.raises(UserError, match="learner.lr"):
+    pretrain_job.train([(c, tmp_path / f"run{i}") for i, c in enumerate(runs)])
+
+
+def test_a_tiny_sweep_runs_resumes_tabulates_plots_and_reports(tmp_path):
+  config = sweep_config(axes="env.ema=0.5", seeds=2, **{"population.size": 2})
+  lines = []
+  assert sweep.run_all(config, workdirs.create(tmp_path), log=lines.append)
+  assert lines[0].startswith("palmup sweep: [2/4] base seed 0, env.ema=0.5 seed 0: pretraining as one population")
+  sweep.main(config, tmp_path)  # every run finished: probes and tables only
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert list(results["members"]) == ["base", "env.ema=0.5"]
+  values = results["members"]["env.ema=0.5"]["values"]
+  assert set(values) == {"digits linear", "digits 5-shot", "judge_entropy", "judge_coverage"}
+  assert all(len(v) == 2 and all(np.isfinite(v)) for v in values.values())
+  summary = results["members"]["env.ema=0.5"]["summary"]["digits linear"]
+  assert summary["mean"] == pytest.approx(np.mean(values["digits linear"])) and 0 <= summary["p_vs_base"] <= 1
+  text = (tmp_path / "results.md").read_text()
+  assert "| env.ema=0.5 |" in text and "| raw pixels |" in text and (tmp_path / "env.ema.png").exists()
+  page = report.build_report(report.discover(tmp_path))
+  assert "env.ema.png" in page and "env.ema=0.5_seed1" in page
+
+
+def test_slurm_target_writes_one_array_task_per_run(tmp_path):
+  sweep.main(sweep_config(axes="env.ema=0.5,0.9", seeds=2, target="slurm"), tmp_path)
+  text = (tmp_path / "sweep.sbatch").read_text()
+  assert "#SBATCH --array=0-5" in text and text.count("palmup pretrain --config") == 6
+  assert "--config.env.ema=0.9 --config.eval.enabled=False --config.seed=1" in text
+  out = subprocess.run(["bash", "-n", str(tmp_path / "sweep.sbatch")], capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr
+
