@@ -22,6 +22,7 @@ def get_config():
   c.envs_per_chip = 0
   c.batch_per_chip = 0
   c.chunk_steps = 0  # 0: the run config's train.chunk_steps (the compile does not depend on it)
+  c.members = 0  # > 0: a population of this many runs in one program, as `palmup sweep` runs them
   c.programs = "init,chunk"
   c.headroom = 0.1  # fits: total memory per chip <= (1 - headroom) x HBM
   c.parallel = 1  # topologies compiled at once, each in its own process

@@ -22,19 +22,21 @@ def tiny_preflight(**overrides):
                                      "topology": "v5e:2x2", **overrides})
 
 
-def compile_tiny(capacity: int, chunk_steps: int = 0, envs: int = 64) -> dict:
-  """The tiny config's chunk at `envs` envs, batch 32 and replay.capacity compiled for a 4-chip v5e
-  slice (about 15 s): one record of preflight.run."""
+def compile_tiny(capacity: int, chunk_steps: int = 0, envs: int = 64, members: int = 0) -> dict:
+  """The tiny config's chunk at `envs` envs, batch 32 and replay.capacity (members > 0: a population
+  of that many runs) compiled for a 4-chip v5e slice (about 15 s): one record of preflight.run."""
   sizes = f"--config.num_envs={envs} --config.replay.batch_size=32 --config.replay.capacity={capacity}"
-  return preflight.run(tiny_preflight(programs="chunk", chunk_steps=chunk_steps,
+  return preflight.run(tiny_preflight(programs="chunk", chunk_steps=chunk_steps, members=members,
                                       **{"run.overrides": f"{TINY} {sizes}"}))[0]
 
 
 @pytest.fixture(scope="module")
 def compiled():
-  """Four compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
-  6 steps a chunk instead of the tiny config's 3, and 1,024 envs x 2^18 steps a chip (over 100 GB)."""
-  runs = {"small": (128,), "big": (4096,), "long_chunk": (128, 6), "huge": (262144, 0, 4096)}
+  """Five compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
+  6 steps a chunk instead of the tiny config's 3, a population of 3 runs at capacity 128, and 1,024
+  envs x 2^18 steps a chip (over 100 GB)."""
+  runs = {"small": (128,), "big": (4096,), "long_chunk": (128, 6), "population": (128, 0, 64, 3),
+          "huge": (262144, 0, 4096)}
   with futures.ThreadPoolExecutor(len(runs)) as pool:
     done = {name: pool.submit(compile_tiny, *args) for name, args in runs.items()}
     return {name: d.result() for name, d in done.items()}
@@ -77,6 +79,20 @@ def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_o
   short, long = (compiled[c]["programs"]["chunk"]["flops"] for c in ("small", "long_chunk"))
   assert compiled["long_chunk"]["chunk_steps"] == 2 * compiled["small"]["chunk_steps"] == 6
   assert long == pytest.approx(short, rel=1e-3)
+
+
+def test_a_population_compiles_with_each_runs_state_per_chip_and_all_their_frames(compiled):
+  """A population of 3 runs in one program (as `palmup sweep` runs them): the member axis is not
+  split, so each chip holds 3 runs' shares of the state (the chunk's outputs triple), and a step
+  makes 3 runs' frames. Its FLOPs per chip are more than 3 runs' (pretrain.jit_pretrain says why)."""
+  one, three = compiled["small"], compiled["population"]
+  assert "error" not in three, three.get("error")
+  assert three["members"] == 3 and three["num_envs"] == one["num_envs"]
+  state = lambda r: r["programs"]["chunk"]["output_bytes"]  # the state the chunk returns
+  assert state(three) == pytest.approx(3 * state(one), rel=0.02)
+  assert three["programs"]["chunk"]["flops"] >= 3 * one["programs"]["chunk"]["flops"]
+  assert three["roofline_frames_per_s"] == pytest.approx(3 * 64 / three["roofline_step_seconds"])
+  assert "64 / 32 x 3 runs" in preflight.table([three], 0.1)
 
 
 def test_accelerator_types_map_to_topologies_and_bad_names_are_named():

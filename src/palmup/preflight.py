@@ -109,7 +109,7 @@ def validate(config):
       topology_name(name)
     except UserError as e:
       raise config_checks.ConfigError(f"config.topology={config.topology!r} is invalid: {e}") from None
-  for key in ("envs_per_chip", "batch_per_chip", "chunk_steps"):
+  for key in ("envs_per_chip", "batch_per_chip", "chunk_steps", "members"):
     config_checks.positive(config, key, allow_zero=True)
   config_checks.in_range(config, "headroom", 0, 0.999)
   config_checks.positive(config, "parallel")
@@ -163,8 +163,9 @@ def abstract_world(config):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), world), stand_in
 
 
-def compile_programs(config, topology: str, programs=("init", "chunk")) -> dict:
-  """Compiles the config's init and chunk for the topology; -> the figures (see the module docstring)."""
+def compile_programs(config, topology: str, programs=("init", "chunk"), members: int = 0) -> dict:
+  """Compiles the config's init and chunk for the topology (members > 0: a population of that many
+  runs in one program, as `palmup sweep` runs them); -> the figures (see the module docstring)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -176,17 +177,20 @@ def compile_programs(config, topology: str, programs=("init", "chunk")) -> dict:
   pretrain.validate(config, len(devices))
   mesh = Mesh(np.asarray(devices), (sharding.AXIS,))
   world, stand_in = abstract_world(config)
-  init, chunk, state_shardings = pretrain.jit_pretrain(config, world, mesh)
+  if members:
+    world = world.replace(env_params=jax.tree.map(lambda x: jax.ShapeDtypeStruct((members,) + x.shape, x.dtype),
+                                                  world.env_params))
+  init, chunk, state_shardings = pretrain.jit_pretrain(config, world, mesh, members or None)
   rep = sharding.replicated(mesh)
   placed = lambda tree, shardings: jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
   world = placed(world, jax.tree.map(lambda _: rep, world))
-  key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep)
+  key = jax.ShapeDtypeStruct((members, 2) if members else (2,), jnp.uint32, sharding=rep)
   state = placed(jax.eval_shape(init, world, key), state_shardings)
   buffer = state.buffer.experience if state.buffer is not None else {}
   result = {"topology": topology, "devices": len(devices), "device_kind": devices[0].device_kind,
             "hosts": len({d.process_index for d in devices}), "num_envs": config.num_envs,
-            "batch_size": config.replay.batch_size, "chunk_steps": config.train.chunk_steps,
+            "batch_size": config.replay.batch_size, "chunk_steps": config.train.chunk_steps, "members": members,
             "stand_in": stand_in, "world_bytes": sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(world)),
             "replay_bytes_per_chip": sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(buffer)) // len(devices),
             "programs": {}}
@@ -316,7 +320,8 @@ def estimate(result: dict, headroom: float) -> dict:
     per_step = step["collectives"]["per_step"]
     out.update(step_flops=step["flops"], step_bytes_accessed=step["bytes_accessed"],
                roofline_step_seconds=seconds, roofline_bound="compute" if compute >= memory else "memory",
-               roofline_frames_per_s=result["num_envs"] / seconds if seconds > 0 else None,
+               roofline_frames_per_s=result["num_envs"] * max(result.get("members", 0), 1) / seconds if seconds > 0
+               else None,
                step_collective_bytes=sum(c["bytes"] for c in per_step.values()))
   return out
 
@@ -335,7 +340,7 @@ def _child_main():
     return
   try:
     config = sized(run_config(request["config"], request["overrides"]), request["chips"], *request["sizes"])
-    result = compile_programs(config, request["topology"], tuple(request["programs"]))
+    result = compile_programs(config, request["topology"], tuple(request["programs"]), request["members"])
   except UserError as e:
     result = {"error": " ".join(str(e).split())}
   except Exception as e:  # noqa: BLE001 (the compiler's own refusal: quoted as one line)
@@ -351,14 +356,15 @@ def _compiler_reason(error: Exception) -> str:
 
 
 def compile_in_child(config_path: str, overrides: str, topology: str, sizes: tuple[int, int, int],
-                     programs: tuple[str, ...], timeout: float) -> dict:
+                     programs: tuple[str, ...], timeout: float, members: int = 0) -> dict:
   """compile_programs in a fresh process with the largest stack allowed; -> its result, or
   {"error": one line} when it fails, crashes or runs out of time."""
   chips = _chip_count(topology)
   with tempfile.TemporaryDirectory(prefix="palmup_preflight_") as tmp:
     request, out = Path(tmp) / "request.json", Path(tmp) / "result.json"
     request.write_text(json.dumps({"config": config_path, "overrides": overrides, "topology": topology,
-                                   "chips": chips, "sizes": list(sizes), "programs": list(programs)}))
+                                   "chips": chips, "sizes": list(sizes), "programs": list(programs),
+                                   "members": members}))
     # compile-only: no TPU backend is started, and libtpu's one-process-per-machine lock is not needed
     env = dict(os.environ, JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
     command = ["/bin/sh", "-c", 'ulimit -s "$(ulimit -Hs)"; exec "$0" "$@"',  # the largest stack allowed
@@ -387,7 +393,7 @@ def run(config) -> list[dict]:
   programs = tuple(config.programs.split(","))
   with futures.ThreadPoolExecutor(config.parallel) as pool:
     results = list(pool.map(lambda t: compile_in_child(config.run.config, config.run.overrides, t, sizes, programs,
-                                                        config.timeout), topologies))
+                                                        config.timeout, config.members), topologies))
   for result in results:
     if "error" not in result:
       result.update(estimate(result, config.headroom))
@@ -412,7 +418,8 @@ def table(results: list[dict], headroom: float) -> str:
     step = "" if "roofline_step_seconds" not in r else \
         f"{r['roofline_step_seconds'] * 1e3:.1f} ms ({r['roofline_bound']})"
     rows.append(
-        f"| {r['topology']} | {r['devices']} | {r['num_envs']} / {r['batch_size']} | yes | "
+        f"| {r['topology']} | {r['devices']} | {r['num_envs']} / {r['batch_size']}"
+        f"{f' x {members} runs' if (members := r.get('members')) else ''} | yes | "
         f"{r['peak_bytes'] / GB:.2f} ({parts}) | {r['peak_bytes'] / r['hbm_bytes']:.0%} | "
         f"{'yes' if r['fits'] else '**no**'} | {r.get('step_flops', 0) / 1e9:,.0f} | "
         f"{r.get('step_bytes_accessed', 0) / GB:.2f} | {step} | {r.get('roofline_frames_per_s') or 0:,.0f} | "

@@ -572,8 +572,10 @@ def population_world(world: World, env_params: list[EnvParams]) -> World:
 
 
 def member_world(world: World, member: int) -> World:
-  """One member's world of a population_world."""
-  return world.replace(env_params=jax.tree.map(lambda x: x[member], world.env_params))
+  """One member's world of a population_world (concrete, or abstract: ShapeDtypeStructs)."""
+  one_member = lambda x: (jax.ShapeDtypeStruct(x.shape[1:], x.dtype) if isinstance(x, jax.ShapeDtypeStruct)
+                          else x[member])
+  return world.replace(env_params=jax.tree.map(one_member, world.env_params))
 
 
 def jit_pretrain(config, world: World, mesh, members: int | None = None):
@@ -586,7 +588,12 @@ def jit_pretrain(config, world: World, mesh, members: int | None = None):
   keys [members], and every leaf of the state, metrics and strips gets a leading member axis): the
   chunk vmapped over the members' EnvParams and states. The member axis is not split over the mesh:
   each device holds its share of every member's envs, as it would of one run's, so a population
-  needs about `members` times one run's memory per device."""
+  needs about `members` times one run's memory per device. On one device that is the whole story.
+  On several, vmap's batching of a convolution merges the member axis into the conv's batch with the
+  members major, and a batch split along its minor part (the envs) cannot stay split through that
+  reshape: XLA then runs the generator's and encoder's convolutions on every member's whole batch on
+  every device (measured: 3 members on 4 devices cost 12x one run's FLOPs per device, not 3x).
+  Splitting members over devices instead (each device whole members) would avoid it; not built."""
   init, chunk = make_pretrain(config, mesh)
   rep = sharding.replicated(mesh)
   world_shardings = jax.tree.map(lambda _: rep, world)
