@@ -2,18 +2,23 @@
 variance-preserving EMA and holding vs resampling the class shape what the agent sees and what the
 encoder learns.
 
-    python experiments/t3_dynamics_ablations.py --workdir runs/t3 --scale cpu    # about 30 min, 2 CPU cores
+    python experiments/t3_dynamics_ablations.py --workdir runs/t3 --scale cpu    # hours on 2 CPU cores; resumable
 
 Two parts, one parameter varied at a time around configs/pretrain_fashion_mnist.py's env:
-  statistics  every setting at once: the env rollouts are vmapped over stacked EnvParams inside one
-              jitted program (uniform random actions, num_envs envs, the first `steps` steps of an
-              episode): kNN entropy of the latents after those steps (nats; a transient from the
-              initial N(0, noise_scale^2 I) latent, not a stationary value), their mean norm, the mean absolute
-              change of consecutive frames (fraction of 255), the fraction of consecutive frames of
-              the same class.
-  probe       for the PROBED subset: a Palm pretraining run per setting (APT, one seed), then the
-              logistic probe and 10-shot ridge on real Fashion-MNIST.
-Writes results.md, results.json and t3_dynamics_ablations.png.
+  statistics  every setting of SWEEP at once: the env rollouts are vmapped over stacked EnvParams
+              inside one jitted program (uniform random actions, num_envs envs, the first `steps`
+              steps of an episode): kNN entropy of the latents after those steps (nats; a transient
+              from the initial N(0, noise_scale^2 I) latent, not a stationary value), their mean norm,
+              the mean absolute change of consecutive frames (fraction of 255), the fraction of
+              consecutive frames of the same class.
+  sweep       `palmup sweep` (palmup.sweep) over AXES at the main job's defaults (augmented learner,
+              APT with SAC) and T1's CPU budget (configs/sweep.py: 24 x 24, the conv widths halved,
+              1,200 steps), 3 seeds, runs as populations of 4: the logistic and 10-shot probes on
+              fashion_mnist, mnist5k and digits with the pixel and random-encoder floors, judge
+              entropy and coverage; a table per axis with 95% intervals and Welch's p against the
+              main job's setting, and a plot per axis, in <workdir>/sweep/.
+Writes results.md (both parts), results.json (the statistics; the sweep's are in sweep/results.json)
+and t3_dynamics_ablations.png.
 """
 from __future__ import annotations
 
@@ -23,18 +28,19 @@ import jax
 import jax.numpy as jnp
 
 import common
-from palmup import apt, configs, generators
+from palmup import apt, configs, generators, sweep
 from palmup.env import EnvParams, LatentEnv, params_from_config
 
 SWEEP = {"ema": (0.0, 0.5, 0.7, 0.9, 0.95, 0.99), "action_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
          "noise_scale": (0.5, 1.0, 2.0), "variance_preserving": (False, True),
          "resample_class_each_step": (False, True)}
-PROBED = {"ema": (0.5, 0.9), "action_weight": (0.0, 1.0), "variance_preserving": (True,),
-          "resample_class_each_step": (True,)}
-SCALE = {  # stats envs, stats steps, probed settings, pretraining overrides, probe dataset
-    "tiny": (4, 4, {}, {}, "digits"),
-    "cpu": (64, 32, PROBED, {"train.steps": 200}, "fashion_mnist"),
-    "full": (1024, 64, SWEEP, {}, "fashion_mnist"),
+AXES = ("env.ema=0,0.5,0.7,0.9,0.99;env.action_weight=0,0.5,1;env.variance_preserving=True;"
+        "env.resample_class_each_step=True")
+SCALE = {  # statistics envs and steps; the sweep's overrides of configs/sweep.py
+    "tiny": (4, 4, {"base": "pretrain_tiny", "overrides": "", "axes": "env.ema=0.5", "seeds": 2,
+                    "datasets": "digits", "shots": 5, **{f"probe.{k}": v for k, v in common.TINY_PROBE.items()}}),
+    "cpu": (64, 32, {"axes": AXES}),
+    "full": (1024, 64, {"axes": AXES, "overrides": "", "population.size": 16}),
 }
 
 
@@ -76,54 +82,39 @@ def all_statistics(env, points, num_envs, steps, seed=0) -> list[dict]:
 
 
 def run(workdir: Path, scale: str) -> list[dict]:
-  num_envs, steps, probed, overrides, dataset = SCALE[scale]
+  """The statistics of every setting (one vmapped program); -> rows, base values."""
+  num_envs, steps, _ = SCALE[scale]
   base_config = configs.load("pretrain_tiny" if scale == "tiny" else "pretrain_fashion_mnist")
   gen, gen_params = generators.load(base_config.generator)
   env = LatentEnv(gen, gen_params, obs_size=base_config.obs_size)
   points = settings(params_from_config(base_config))
   rows = [dict(field=f, value=v, **s) for (f, v, _), s in zip(points, all_statistics(env, points, num_envs, steps))]
-  cfg = common.probe_config(scale)
-  shots = "10" if 10 in cfg.few_shot.shots else str(max(cfg.few_shot.shots))
-  for row in rows:
-    if row["field"] == "default" or row["value"] in probed.get(row["field"], ()):
-      name = "default" if row["field"] == "default" else f"{row['field']}={row['value']}"
-      env_override = {} if row["field"] == "default" else {f"env.{row['field']}": row["value"]}
-      run_dir = common.pretrain_run(workdir / name, scale, {**overrides, **env_override}, seed=0)
-      result = common.probe(run_dir, dataset, cfg)
-      row.update(probe_linear=result["test_accuracy"], probe_few_shot=result["few_shot"][shots]["mean"])
   base = {field: getattr(points[0][2], field) for field in SWEEP}
-  common.write_json(workdir / "results.json", {"dataset": dataset, "shots": shots, "base": base, "rows": rows})
-  return rows, base, dataset, shots
+  common.write_json(workdir / "results.json", {"base": base, "rows": rows})
+  return rows, base
 
 
-def table(rows, shots) -> str:
-  fmt = lambda r, k, scale=1: f"{scale * r[k]:.1f}" if k in r else "-"
+def sweep_config(scale: str):
+  """configs/sweep.py with T3's axes and the scale's sizes."""
+  return configs.load("sweep", **SCALE[scale][2])
+
+
+def table(rows) -> str:
   return common.markdown_table(
-      ["setting", "kNN entropy (nats)", "latent norm", "frame change (%)", "same class (%)", "probe linear (%)",
-       f"probe {shots}-shot (%)"],
+      ["setting", "kNN entropy (nats)", "latent norm", "frame change (%)", "same class (%)"],
       [[r["field"] if r["field"] == "default" else f"{r['field']}={r['value']}", f"{r['knn_entropy']:.1f}",
-        f"{r['latent_norm']:.2f}", fmt(r, "frame_change", 100), fmt(r, "same_class", 100),
-        fmt(r, "probe_linear", 100), fmt(r, "probe_few_shot", 100)] for r in rows])
+        f"{r['latent_norm']:.2f}", f"{100 * r['frame_change']:.1f}", f"{100 * r['same_class']:.1f}"] for r in rows])
 
 
 def plot(rows, base: dict, path: Path):
   plt = common.pyplot()
   fig, axes = plt.subplots(1, len(SWEEP), figsize=(3.6 * len(SWEEP), 3.2))
-  accs = [100 * r["probe_linear"] for r in rows if "probe_linear" in r]
-  probe_range = (min(accs) - 1, max(accs) + 1) if accs else None  # one scale for every panel
   for ax, field in zip(axes, SWEEP):
     pts = sorted([(float(r["value"]), r) for r in rows if r["field"] == field] + [(float(base[field]), rows[0])],
                  key=lambda t: t[0])
-    xs = [x for x, _ in pts]
-    ax.plot(xs, [r["knn_entropy"] for _, r in pts], "o-", color="tab:blue")
+    ax.plot([x for x, _ in pts], [100 * r["frame_change"] for _, r in pts], "o-")
     ax.set_xlabel(field)
-    ax.set_ylabel("kNN entropy (nats)", color="tab:blue")
-    probed = [(x, r) for x, r in pts if "probe_linear" in r]
-    if probed:
-      twin = ax.twinx()
-      twin.plot([x for x, _ in probed], [100 * r["probe_linear"] for _, r in probed], "s--", color="tab:red")
-      twin.set_ylabel("probe top-1 %", color="tab:red")
-      twin.set_ylim(*probe_range)
+    ax.set_ylabel("frame change per step (%)")
   common.save_figure(fig, path)
 
 
@@ -131,15 +122,18 @@ def main():
   args = common.parser(__doc__).parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
-  rows, base, dataset, shots = run(args.workdir, args.scale)
+  rows, base = run(args.workdir, args.scale)
   plot(rows, base, args.workdir / "t3_dynamics_ablations.png")
-  num_envs, steps = SCALE[args.scale][:2]
+  num_envs, steps, _ = SCALE[args.scale]
+  config = sweep_config(args.scale)
+  sweep.main(config, args.workdir / "sweep")
+  swept = (args.workdir / "sweep" / "results.md")
+  body = swept.read_text().split("\n", 2)[2].replace("](", "](sweep/") if swept.exists() else "Not finished.\n"
   common.write_results(
       args.workdir, f"T3: latent dynamics ablations ({args.scale} scale)", started,
-      f"One parameter changed at a time from the default env of configs/pretrain_fashion_mnist.py. Statistics: "
-      f"{num_envs} envs x {steps} steps of uniform random actions, all settings in one vmapped program. Probe: "
-      f"one APT pretraining run per probed setting (one seed), scored on {dataset}; '-' = not probed.\n\n"
-      + table(rows, shots) + "\n![T3](t3_dynamics_ablations.png)\n")
+      f"One parameter changed at a time from the default env of configs/pretrain_fashion_mnist.py.\n\n"
+      f"Statistics: {num_envs} envs x {steps} steps of uniform random actions, all settings in one vmapped "
+      f"program.\n\n" + table(rows) + "\n![T3](t3_dynamics_ablations.png)\n\n## The sweep\n\n" + body)
 
 
 if __name__ == "__main__":

@@ -121,19 +121,23 @@ def test_t5_extends_one_run_budget_by_budget_and_probes_each(tmp_path, monkeypat
   assert "(1/2 seeds)" in (tmp_path / "results.md").read_text()
 
 
-@pytest.mark.slow  # about 35 s; `make test-slow`
-def test_t3_vmapped_statistics_and_probe(tmp_path, monkeypatch):
+@pytest.mark.slow  # about 90 s; `make test-slow`
+def test_t3_vmapped_statistics_and_sweep(tmp_path, monkeypatch):
   t3 = _main(monkeypatch, "t3_dynamics_ablations", "--workdir", str(tmp_path), "--scale", "tiny")
   rows = json.loads((tmp_path / "results.json").read_text())["rows"]
   assert len(rows) == 1 + sum(len(v) - 1 for v in t3.SWEEP.values())  # the default once, then each change
   by_name = {(r["field"], r["value"]): r for r in rows}
   default = by_name[("default", None)]
-  assert "probe_linear" in default and 0.1 < default["probe_linear"] <= 1.0
   # the dynamics behave as the formula says: more persistence, less change between frames
   assert by_name[("ema", 0.99)]["frame_change"] < default["frame_change"] < by_name[("ema", 0.0)]["frame_change"]
   assert by_name[("noise_scale", 0.5)]["latent_norm"] < default["latent_norm"] < by_name[("noise_scale", 2.0)]["latent_norm"]
   assert default["same_class"] == 1.0
-  assert "| default |" in (tmp_path / "results.md").read_text() and (tmp_path / "t3_dynamics_ablations.png").exists()
+  swept = json.loads((tmp_path / "sweep" / "results.json").read_text())
+  assert list(swept["members"]) == ["base", "env.ema=0.5"]
+  assert 0.1 < swept["members"]["base"]["summary"]["digits linear"]["mean"] <= 1.0
+  text = (tmp_path / "results.md").read_text()
+  assert "| default |" in text and "| env.ema=0.5 |" in text and "(sweep/env.ema.png)" in text
+  assert (tmp_path / "t3_dynamics_ablations.png").exists() and (tmp_path / "sweep" / "env.ema.png").exists()
 
 
 @pytest.mark.slow  # about 20 s: T3's statistics; `make test-slow`

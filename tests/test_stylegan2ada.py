@@ -350,3 +350,22 @@ def test_a_pickle_without_the_optional_attributes_converts_the_same(monkeypatch,
   (kw_full, p_full), (kw_bare, p_bare) = (imp.convert(network_pickle.load(f)["G_ema"]) for f in (full, bare))
   assert kw_full == kw_bare
   jax.tree.map(np.testing.assert_array_equal, p_full, p_bare)
+
+
+def test_the_cifar10_dynamics_sweep_runs_two_members_as_one_population_in_the_imported_world(imported, tmp_path):
+  """configs/sweep_cifar10_dynamics.py, validated as written but for tiny sizes on the shared
+  pickle: its base and one ema setting, 2 steps each, run as one population (its own default for
+  a pod is one run at a time)."""
+  from palmup import sweep
+  tiny = (f"generator={imported['const'] / 'generator'};num_envs=8;replay.capacity=8;replay.batch_size=16;"
+          "learner.encoder.width=4;learner.head_hidden=16;learner.head_out=8;learner.pair_offset=1;agent.hidden=16;"
+          "agent.feature_dim=8;agent.seed_steps=1;apt.k=4;train.steps=2;train.chunk_steps=2")
+  config = configs.load("sweep_cifar10_dynamics", overrides=tiny, axes="env.ema=0.5", seeds=1, data_dir=str(tmp_path),
+                        **{"population.enabled": "auto"})
+  sweep.validate(config)
+  lines = []
+  assert sweep.run_all(config, tmp_path, log=lines.append)
+  assert "base seed 0, env.ema=0.5 seed 0: pretraining as one population" in lines[0]
+  for run in ("base_seed0", "env.ema=0.5_seed0"):
+    rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2 and np.isfinite(rows[-1]["knn_entropy"]) and (tmp_path / run / "encoder").exists()

@@ -1,0 +1,36 @@
+"""The dynamics ablation in the paper's world: configs/pretrain_cifar10_stylegan2ada.py (NVIDIA's
+cifar10.pkl, a ResNet-18, 4,096 envs) with env.ema, env.action_weight, the variance-preserving EMA
+and the class prompt's persistence varied one at a time, 3 seeds, probed on CIFAR-10 and CIFAR-100.
+
+    palmup preflight --config configs/preflight.py --workdir runs/preflight_sweep \
+        --config.run.config=configs/pretrain_cifar10_stylegan2ada.py --config.topology=v4-32
+    palmup sweep --config configs/sweep_cifar10_dynamics.py --workdir gs://BUCKET/sweep_cifar10 \
+        --config.overrides="generator=gs://BUCKET/cifar10_world/generator" --config.data_dir=$HOME/tensorflow_datasets
+
+Sized for a pod: every run uses the whole slice (preflight the run config for it first), one after
+another (or `--config.target=slurm`, one array task per run). Populations are off: on a mesh of
+several devices a population runs its convolutions replicated (palmup.pretrain.jit_pretrain), so
+each run is better alone on the slice.
+"""
+import ml_collections
+
+from palmup.evaluate import probe_config
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.base = "configs/pretrain_cifar10_stylegan2ada.py"
+  c.overrides = ""  # e.g. "generator=gs://BUCKET/cifar10_world/generator"
+  c.axes = ("env.ema=0,0.5,0.7,0.9,0.99;env.action_weight=0,0.5,1;env.variance_preserving=True;"
+            "env.resample_class_each_step=True")
+  c.design = "one_at_a_time"
+  c.seeds = 3
+  c.target = "local"
+  c.population = dict(enabled="off", size=4)
+  c.datasets = "cifar10,cifar100"
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir with CIFAR prepared
+  c.shots = 10
+  c.probe = probe_config()
+  c.metrics = "knn_entropy,class_coverage"  # the recipe has no judge (log.judge=""): the latents' own
+  c.metrics_tail = 0.5
+  return c
