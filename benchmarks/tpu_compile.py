@@ -97,7 +97,8 @@ def summary(matrix_rows: list[dict], scaling_rows: list[dict]) -> str:
     last = max(done, key=lambda r: r["devices"])
     lines.append(f"- CIFAR-10 recipe, per-chip sizes fixed: at {last['devices']} v5e chips the roofline estimate is "
                  f"{last['roofline_frames_per_s']:,.0f} frames/s, {last['efficiency_vs_8']:.2f} of 8 chips' "
-                 "frames/s per chip.")
+                 f"frames/s per chip; a roofline does not time the {last['step_collective_bytes'] / 1e6:,.0f} MB of "
+                 "collectives per step and chip.")
   return "\n".join(lines) + "\n"
 
 
