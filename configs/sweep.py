@@ -21,7 +21,10 @@ def get_config():
   c.design = "one_at_a_time"  # or "grid": every combination of the axes' values
   c.seeds = 3
   c.target = "local"  # or "slurm": write DIR/sweep.sbatch (one array task per run) and stop
-  c.population = dict(enabled="auto", size=4)  # members run as one vmapped program, `size` at a time
+  # "auto": members that differ only in EnvParams and seed run `size` at a time as one vmapped program.
+  # Off here: on this 2-core CPU a population of 4 at this scale was slower than its runs one after
+  # another (benchmarks/results/population.json); try it where batching pays (an accelerator).
+  c.population = dict(enabled="off", size=4)
   c.datasets = "fashion_mnist,mnist5k,digits"
   c.data_dir = ml_collections.FieldReference(None, field_type=str)
   c.shots = 10  # the few-shot probe reported (one of probe.few_shot.shots)

@@ -13,7 +13,7 @@ Two parts, one parameter varied at a time around configs/pretrain_fashion_mnist.
               consecutive frames of the same class.
   sweep       `palmup sweep` (palmup.sweep) over AXES at the main job's defaults (augmented learner,
               APT with SAC) and T1's CPU budget (configs/sweep.py: 24 x 24, the conv widths halved,
-              1,200 steps), 3 seeds, runs as populations of 4: the logistic and 10-shot probes on
+              1,200 steps), 3 seeds, one run at a time: the logistic and 10-shot probes on
               fashion_mnist, mnist5k and digits with the pixel and random-encoder floors, judge
               entropy and coverage; a table per axis with 95% intervals and Welch's p against the
               main job's setting, and a plot per axis, in <workdir>/sweep/.

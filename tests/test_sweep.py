@@ -80,7 +80,7 @@ def test_a_population_refuses_runs_that_differ_in_more_than_env_params(tmp_path)
 
 
 def test_a_tiny_sweep_runs_resumes_tabulates_plots_and_reports(tmp_path):
-  config = sweep_config(axes="env.ema=0.5", seeds=2, **{"population.size": 2})
+  config = sweep_config(axes="env.ema=0.5", seeds=2, **{"population.enabled": "auto", "population.size": 2})
   lines = []
   assert sweep.run_all(config, workdirs.create(tmp_path), log=lines.append)
   assert lines[0].startswith("palmup sweep: [2/4] base seed 0, env.ema=0.5 seed 0: pretraining as one population")

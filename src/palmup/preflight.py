@@ -438,11 +438,15 @@ def main(config, workdir):
 def report(config, results: list[dict], workdir, seconds: float):
   """Writes preflight.json and preflight.md, prints the table; a UserError quoting the first
   topology's reason if any does not compile or fit."""
-  summary = {"run_config": config.run.config, "overrides": config.run.overrides, "headroom": config.headroom,
+  command = shlex.join(["palmup", *sys.argv[1:]]) if sys.argv[0].endswith("palmup") else shlex.join(sys.argv)
+  summary = {"command": command, "commit": workdirs.commit(), "run_config": config.run.config,
+             "overrides": config.run.overrides, "members": config.members, "headroom": config.headroom,
              "seconds": seconds, "results": results}
   (workdir / "preflight.json").write_text(json.dumps(summary, indent=2) + "\n")
   text = table(results, config.headroom)
-  (workdir / "preflight.md").write_text(f"Preflight of `{config.run.config}` {config.run.overrides}\n\n{text}")
+  (workdir / "preflight.md").write_text(f"# Preflight of `{config.run.config}` {config.run.overrides}\n\n"
+                                        f"Command: `{command}` at commit {summary['commit']}, {seconds / 60:.0f} min.\n\n"
+                                        f"{text}")
   print(text, end="")
   failed = [r for r in results if "error" in r or not r["fits"]]
   if failed:
