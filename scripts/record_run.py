@@ -6,8 +6,9 @@
 
 Writes OUT/results.json: the command, the commit, the wall seconds given (timed by the caller, e.g.
 `/usr/bin/time`), the date; the run's config.json and, when present, its probe.json, quality.json
-and evaluate.json as they are; and from its metrics.jsonl the last row and each metric's mean over
-the last quarter of the rows.
+and evaluate.json as they are (with a probe.json, also its top-1 scores per probe: pretrained, the
+random inits' mean and std, raw pixels); and from its metrics.jsonl the last row and each metric's
+mean over the last quarter of the rows.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import workdirs
+from palmup import evaluate, workdirs
 
 COPIED = ("config.json", "probe.json", "quality.json", "evaluate.json")
 
@@ -30,6 +31,13 @@ def record(workdir: Path, command: str, seconds: float) -> dict:
   for name in COPIED:
     if (workdir / name).exists():
       out[name.removesuffix(".json")] = json.loads((workdir / name).read_text())
+  if "probe" in out:  # pretrain's end-of-run probe, as palmup.evaluate.scores reports it
+    probe = out["probe"]
+    floors = [evaluate.scores(r) for r in probe["random_init"]]
+    out["probe_scores"] = {"pretrained": evaluate.scores(probe["pretrained"]),
+                           "random_init_mean": {k: float(np.mean([f[k] for f in floors])) for k in floors[0]},
+                           "random_init_std": {k: float(np.std([f[k] for f in floors])) for k in floors[0]},
+                           "pixels": evaluate.scores(probe["pixels"])}
   rows = workdirs.read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
   if rows:
     tail = rows[-max(1, math.ceil(len(rows) / 4)):]
