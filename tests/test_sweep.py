@@ -32,6 +32,7 @@ def test_members_one_at_a_time_and_grid():
 
 @pytest.mark.parametrize("overrides,words", [
     ({"axes": "env.nothing=1"}, "env.nothing"),
+    ({"axes": "env.ema=0.5", "base": "configs/nope.py"}, "config 'configs/nope.py' is not a file"),
     ({"axes": "env.ema=1.5"}, "member env.ema=1.5: config.env.ema=1.5 is invalid"),
     ({"axes": "env.ema"}, "config.axes: 'env.ema' is invalid"),
     ({"axes": "env.ema=0.5", "design": "random"}, "config.design='random' is invalid"),

@@ -38,6 +38,9 @@ def load(name_or_path: str, **overrides):
   path = Path(name_or_path)
   if path.suffix != ".py":
     path = ROOT / "configs" / f"{name_or_path}.py"
+  if not path.is_file():
+    raise UserError(f"config {name_or_path!r} is not a file; give a path such as configs/pretrain_fashion_mnist.py "
+                    "or a name in configs/")
   config = runpy.run_path(str(path))["get_config"]()
   for key, value in overrides.items():
     *parents, leaf = key.split(".")
