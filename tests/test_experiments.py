@@ -203,7 +203,7 @@ def test_t4_controllability_tiny_table(tmp_path, monkeypatch):
 
 def test_a_run_stopped_before_its_budget_says_how_to_resume(tmp_path, monkeypatch):
   common = importlib.import_module("common")
-  monkeypatch.setattr(common.pretrain, "main", lambda config, workdir: None)  # as after a SIGTERM: no encoder/
+  monkeypatch.setattr(common.pretrain_job, "main", lambda config, workdir: None)  # as after a SIGTERM: no encoder/
   with pytest.raises(SystemExit, match="stopped before 6 steps; rerun the same command to resume it"):
     common.encoder_at(tmp_path / "palm_seed0", "tiny", {"explorer": "apt"}, 0, 6)
 
