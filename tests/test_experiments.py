@@ -53,7 +53,7 @@ def test_t1_writes_a_row_per_method_and_a_plot(t1_dir):
 @pytest.mark.slow  # uses T1's tiny runs; `make test-slow`
 def test_finished_runs_are_skipped(t1_dir, monkeypatch):
   common = importlib.import_module("common")
-  monkeypatch.setattr(common.pretrain, "main", lambda *a: pytest.fail("a finished run was rerun"))
+  monkeypatch.setattr(common.pretrain_job, "main", lambda *a: pytest.fail("a finished run was rerun"))
   assert common.encoder_at(t1_dir / "palm_seed0", "tiny", {"explorer": "apt"}, 0, 6) == t1_dir / "palm_seed0" / "encoder_6"
   with pytest.raises(SystemExit, match="ran 6 steps without keeping encoder_3/"):  # a finished run cannot go back
     common.encoder_at(t1_dir / "palm_seed0", "tiny", {"explorer": "apt"}, 0, 3)
