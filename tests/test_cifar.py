@@ -109,6 +109,7 @@ def test_evaluate_cifar_config():
   assert config.probe.to_dict() == base.probe.to_dict() and config.fine_tune.to_dict() == base.fine_tune.to_dict()
 
 
+@pytest.mark.slow  # about 80 s; `make test-slow` (the CIFAR tfds path of `palmup evaluate`)
 def test_evaluate_on_cifar_rgb_and_grey_encoders(tmp_path, cifar_dir, encoders, no_network):
   """An RGB 32x32 encoder and a grey 16x16 one (resized, luma). The synthetic CIFAR-10's classes 2j
   and 2j+1 differ only in chroma, so grey pixels tell only the five pairs apart: ~50% vs ~100%."""

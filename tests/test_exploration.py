@@ -56,6 +56,7 @@ def test_real_images_cover_their_classes_and_duplicates_do_not(judged):
   np.testing.assert_array_equal(exact, np.ones(10))
 
 
+@pytest.mark.slow  # about 45 s; `make test-slow` (the default suite reads judge metrics in tests/test_sweep.py)
 def test_the_loop_logs_judge_metrics_per_chunk():
   gen, params = generators.load("builtin:fashion_mnist_32")
   env = LatentEnv(gen, params, obs_size=8)
