@@ -89,6 +89,7 @@ def one_process(gen_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # about 65 s; `make test-slow` (the default suite keeps the other multi-process tests)
 def test_two_processes_stopped_by_sigterm_and_resumed_equal_one_process_and_write_the_encoder_once(
     one_process, gen_dir, tmp_path):
   procs = launch(tmp_path, gen_dir, processes=2, devices=2)

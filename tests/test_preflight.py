@@ -32,11 +32,9 @@ def compile_tiny(capacity: int, chunk_steps: int = 0, envs: int = 64, members: i
 
 @pytest.fixture(scope="module")
 def compiled():
-  """Five compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
-  6 steps a chunk instead of the tiny config's 3, a population of 3 runs at capacity 128, and 1,024
-  envs x 2^18 steps a chip (over 100 GB)."""
-  runs = {"small": (128,), "big": (4096,), "long_chunk": (128, 6), "population": (128, 0, 64, 3),
-          "huge": (262144, 0, 4096)}
+  """Four compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
+  6 steps a chunk instead of the tiny config's 3, and 1,024 envs x 2^18 steps a chip (over 100 GB)."""
+  runs = {"small": (128,), "big": (4096,), "long_chunk": (128, 6), "huge": (262144, 0, 4096)}
   with futures.ThreadPoolExecutor(len(runs)) as pool:
     done = {name: pool.submit(compile_tiny, *args) for name, args in runs.items()}
     return {name: d.result() for name, d in done.items()}
@@ -81,11 +79,12 @@ def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_o
   assert long == pytest.approx(short, rel=1e-3)
 
 
+@pytest.mark.slow  # about 40 s: a second compile of the tiny config; `make test-slow`
 def test_a_population_compiles_with_each_runs_state_per_chip_and_all_their_frames(compiled):
   """A population of 3 runs in one program (as `palmup sweep` runs them): the member axis is not
   split, so each chip holds 3 runs' shares of the state (the chunk's outputs triple), and a step
   makes 3 runs' frames. Its FLOPs per chip are more than 3 runs' (pretrain.jit_pretrain says why)."""
-  one, three = compiled["small"], compiled["population"]
+  one, three = compiled["small"], compile_tiny(128, members=3)
   assert "error" not in three, three.get("error")
   assert three["members"] == 3 and three["num_envs"] == one["num_envs"]
   state = lambda r: r["programs"]["chunk"]["output_bytes"]  # the state the chunk returns
@@ -138,6 +137,7 @@ def test_libtpu_missing_is_one_line_naming_the_fix(tmp_path, monkeypatch):
   assert json.loads(result.read_text()) == {"error": f"libtpu is not installed: {preflight.LIBTPU_HINT}"}
 
 
+@pytest.mark.slow  # about 30 s; `make test-slow` (tests/test_launch.py keeps the launch commands in the default suite)
 def test_a_tpu_launch_compiles_the_run_for_its_accelerator_type_first_and_a_failure_stops_it(tmp_path, capsys):
   def launch_config(overrides):
     return load_config("launch", **{"dry_run": True, "tpu.accelerator_type": "v5litepod-4",

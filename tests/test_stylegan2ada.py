@@ -262,6 +262,7 @@ class _nothing:
     return False
 
 
+@pytest.mark.slow  # about 55 s; `make test-slow` (the default suite pretrains the recipe in the sweep test below)
 def test_paper_recipe_pretrains_and_evaluates_in_the_imported_world(imported, tmp_path):
   """configs/pretrain_cifar10_stylegan2ada.py unchanged but for its sizes, in the imported shared
   pickle: the env, the fused loop (CIFAR ResNet-18, bfloat16), checkpoints and `palmup evaluate`."""
