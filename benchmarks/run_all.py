@@ -16,12 +16,13 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import jax
+
+from palmup import workdirs
 
 import apt_reward
 import benchlib
@@ -69,9 +70,7 @@ def markdown(report: dict) -> str:
 def run(out: Path, quick: bool, only: list[str], config: str | None, sets: dict[str, dict[str, str]],
         command: str = "make bench") -> dict:
   start = time.perf_counter()
-  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=Path(__file__).parent).stdout.strip() or "unknown"
-  report = {"meta": {"command": command, "commit": commit, "jax": jax.__version__, "devices": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
+  report = {"meta": {"command": command, "commit": workdirs.commit(), "jax": jax.__version__, "devices": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
                      "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0], "quick": quick,
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
             "benchmarks": {}}

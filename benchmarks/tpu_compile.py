@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from palmup import configs, preflight
+from palmup import configs, preflight, workdirs
 
 CIFAR, ACCELERATOR = "configs/pretrain_cifar10_stylegan2ada.py", "configs/pretrain_accelerator.py"
 PER_CHIP = {CIFAR: (512, 128), ACCELERATOR: (256, 128)}  # (envs, batch) per chip: the recipes' own on 8 devices
@@ -47,8 +47,7 @@ def check(recipe: str, topologies, parallel: int, per_chip: bool) -> list[dict]:
   return preflight.run(config)
 
 def header(command: str, seconds: float) -> str:
-  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-  return (f"Command: `{command}` at commit {commit}, {datetime.date.today()}, {seconds / 60:.0f} min on this "
+  return (f"Command: `{command}` at commit {workdirs.commit()}, {datetime.date.today()}, {seconds / 60:.0f} min on this "
           "machine's CPU (compile-only: no TPU). GB = 10^9 bytes per chip; the roofline is an estimate, "
           "max(FLOPs / bf16 peak, bytes / HBM bandwidth) of one step, not a measurement.\n")
 

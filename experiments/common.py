@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import configs, evaluate, learner as learner_lib, pretrain_job, workdirs
+from palmup import configs, evaluate, learner as learner_lib, pretrain_job, viz, workdirs
 
 SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
@@ -150,18 +150,10 @@ def parser(doc: str) -> argparse.ArgumentParser:
   return p
 
 
-def pyplot():
-  """matplotlib.pyplot on the Agg backend (no display needed)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
 def save_figure(fig, path: Path):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  pyplot().close(fig)
+  viz.pyplot().close(fig)
 
 
 def write_results(workdir: Path, title: str, started: tuple[float, str], body: str):

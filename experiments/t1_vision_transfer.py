@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from palmup import evaluate
+from palmup import evaluate, viz
 from palmup.stats import welch_p
 
 SIGMAS = (0.1, 0.2, 0.4)  # GenRep's sweep (ImageNet-100): 60.2 / 63.2 / 65.5 / 65.4 / 64.4% at 0.05 / 0.1 / 0.2 / 0.3 / 0.4
@@ -197,7 +197,7 @@ def pixel_verdicts(results, shots) -> str:
 
 
 def plot(results, shots, path: Path):
-  plt = common.pyplot()
+  plt = viz.pyplot()
   datasets, methods = list(next(iter(results.values()))), list(results)
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
   width = 0.8 / len(methods)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from palmup import configs
+from palmup import configs, viz
 
 MODES = ("pretrained", "random", "scratch")
 TINY_ENCODER = {"learner.encoder.name": "conv", "learner.encoder.widths": (8, 16), "learner.encoder.features": 16,
@@ -117,7 +117,7 @@ def write_table(path: Path, results: dict, scale: str, encoder: str | None, prov
 
 def plot_curves(path: Path, results: dict):
   """Return curves per task (one panel each): mean over seeds per mode, band +- 1 std."""
-  plt = common.pyplot()
+  plt = viz.pyplot()
   fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
   for ax, (task, runs) in zip(axes[0], results.items()):
     for mode, r in runs.items():

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import common
-from palmup import apt, configs, generators, sweep
+from palmup import apt, configs, generators, sweep, viz
 from palmup.env import EnvParams, LatentEnv, params_from_config
 
 SWEEP = {"ema": (0.0, 0.5, 0.7, 0.9, 0.95, 0.99), "action_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -107,7 +107,7 @@ def table(rows) -> str:
 
 
 def plot(rows, base: dict, path: Path):
-  plt = common.pyplot()
+  plt = viz.pyplot()
   fig, axes = plt.subplots(1, len(SWEEP), figsize=(3.6 * len(SWEEP), 3.2))
   for ax, field in zip(axes, SWEEP):
     pts = sorted([(float(r["value"]), r) for r in rows if r["field"] == field] + [(float(base[field]), rows[0])],

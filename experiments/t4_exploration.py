@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from palmup import workdirs
+from palmup import viz, workdirs
 from palmup.stats import welch_p
 
 # Setting name -> overrides shared by every explorer (the dynamics and the learner's pairs).
@@ -139,7 +139,7 @@ def curves(dirs: list[Path], metric: str) -> tuple[np.ndarray, np.ndarray] | Non
 
 def plot(runs: dict, setting: str, explorers, path: Path):
   """Per-chunk curves of one setting: judge entropy, coverage, policy std and cosine."""
-  plt = common.pyplot()
+  plt = viz.pyplot()
   shown = ("judge_entropy", "judge_coverage", "policy_std", "policy_cosine")
   fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2))
   for ax, m in zip(axes, shown):

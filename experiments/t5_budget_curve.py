@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from palmup import viz
 from t1_vision_transfer import METHODS
 
 CURVE_METHODS = ("palm", "simclr_real")
@@ -78,7 +79,7 @@ def write(args, started, results, floors, seeds, budgets, dataset, shots):
 
 
 def plot(results, floors, budgets, shots, path: Path):
-  plt = common.pyplot()
+  plt = viz.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
   for ax, kind, title in zip(axes, ("linear", "few_shot"), ("logistic probe", f"{shots}-shot ridge")):
     for m in results:

@@ -64,21 +64,26 @@ def tables(markdown: str) -> list[list[list[str]]]:
   return found
 
 
+def no_table(path: Path, first: str, firsts: list[str]) -> DocsError:
+  return DocsError(f"{path.relative_to(ROOT)}: no table whose first header cell is {first!r} (there are: {firsts})")
+
+
 def table_text(markdown: str, first: str, path: Path) -> str:
   """The lines of the table in `markdown` whose first header cell is `first`."""
   blocks = re.findall(r"(?:^\|.*\n?)+", markdown, re.M)
   for block in blocks:
     if block.split("|")[1].strip() == first:
       return block.rstrip("\n")
-  raise DocsError(f"{path.relative_to(ROOT)}: no table whose first header cell is {first!r} "
-                  f"(there are: {[b.split('|')[1].strip() for b in blocks]})")
+  raise no_table(path, first, [b.split("|")[1].strip() for b in blocks])
 
 
 def cell(path: Path, first: str, row: str, column: str) -> str:
   """The cell of a results table: the table whose first header cell is `first`, its first row that has
   a cell equal to `row` (or to each of `row.split(" & ")`), its column headed `column`."""
-  table_text(path.read_text(), first, path)  # the error that names the tables, if there is none
-  table = next(t for t in tables(path.read_text()) if t[0][0] == first)
+  found = tables(path.read_text())
+  table = next((t for t in found if t[0][0] == first), None)
+  if table is None:
+    raise no_table(path, first, [t[0][0] for t in found])
   where = f"{path.relative_to(ROOT)}, table {first!r}"
   if column not in table[0]:
     raise DocsError(f"{where}: no column {column!r} (there are: {table[0][1:]})")

@@ -45,7 +45,7 @@ import time
 import numpy as np
 from etils import epath
 
-from palmup import config_checks, configs, evaluate, learner as learner_lib, pretrain, stats, workdirs
+from palmup import config_checks, configs, evaluate, learner as learner_lib, pretrain, stats, viz, workdirs
 from palmup.data import datasets
 from palmup.env import EnvParams
 from palmup.errors import UserError
@@ -94,13 +94,16 @@ def base_config(config):
   return member_config(config, Member(BASE, {}), seed=None)
 
 
+def member_overrides(config, member: Member, seed: int | None) -> dict:
+  """The overrides of the base config that make `member` at `seed` (None: the base's own seed)."""
+  overrides = {**parse_assignments(config.overrides, "overrides"), **member.overrides, "eval.enabled": False}
+  return overrides if seed is None else {**overrides, "seed": seed}
+
+
 def member_config(config, member: Member, seed: int | None):
   """The pretrain config of `member` at `seed` (None: the base's own seed)."""
-  overrides = {**parse_assignments(config.overrides, "overrides"), **member.overrides, "eval.enabled": False}
-  if seed is not None:
-    overrides["seed"] = seed
   try:
-    return configs.load(config.base, **overrides)
+    return configs.load(config.base, **member_overrides(config, member, seed))
   except (TypeError, ValueError) as e:  # ml_collections refuses a value of the wrong type
     raise UserError(f"config.axes / config.overrides: {member.name}: {e}") from None
 
@@ -162,9 +165,7 @@ def run_order(config) -> list[tuple[Member, int]]:
 
 def pretrain_command(config, workdir: epath.Path, member: Member, seed: int) -> str:
   """The `palmup pretrain` command line of one run (for SLURM)."""
-  overrides = {**parse_assignments(config.overrides, "overrides"), **member.overrides, "eval.enabled": False,
-               "seed": seed}
-  args = [f"--config.{k}={v}" for k, v in overrides.items()]
+  args = [f"--config.{k}={v}" for k, v in member_overrides(config, member, seed).items()]
   return shlex.join(["palmup", "pretrain", "--config", str(config.base), "--workdir", str(workdir / member.run(seed)),
                      *args])
 
@@ -283,9 +284,12 @@ def collect(config, workdir: epath.Path) -> dict:
     entry["summary"] = {k: {"mean": mean_ci[0], "ci95": mean_ci[1],
                             "p_vs_base": stats.welch_p(v, base[k]) if entry is not per_member[BASE] else None}
                         for k, v in entry["values"].items() for mean_ci in [stats.mean_ci95(v)]}
+  base_run_config = base_config(config)
   return {"base": str(config.base), "overrides": config.overrides, "axes": config.axes, "design": config.design,
           "seeds": config.seeds, "members": per_member, "floors": probe_floors(config, workdir),
-          "quantities": list(base)}
+          "quantities": list(base),
+          "base_values": {k: config_checks.get(base_run_config, k)
+                          for k in parse_assignments(config.axes, "axes", ",")}}
 
 
 def _cell(summary: dict, percent: bool) -> str:
@@ -325,9 +329,7 @@ def plot(results: dict, workdir: epath.Path):
   """<axis>.png per axis: each quantity against the axis's values, mean with its 95% interval."""
   if results["design"] == "grid":
     return
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = viz.pyplot()
   base_config_values = results["base_values"]
   for axis, names in axis_groups(results).items():
     points = sorted(((results["members"][n]["overrides"].get(axis, base_config_values[axis]), n) for n in names),
@@ -364,8 +366,6 @@ def main(config, workdir):
     print("palmup sweep: a run stopped before its end (SIGTERM); rerun the same command to resume")
     return
   results = collect(config, workdir)
-  results["base_values"] = {k: config_checks.get(base_config(config), k)
-                            for k in parse_assignments(config.axes, "axes", ",")}
   (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
   plot(results, workdir)
   text = (f"# Sweep of {config.base}\n\nCommand: `{shlex.join(sys.argv)}` at commit {workdirs.commit()}. Axes "

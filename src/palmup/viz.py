@@ -10,6 +10,14 @@ from PIL import Image
 from palmup import workdirs
 
 
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (no display needed)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
 def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
   """uint8 [rows, cols, H, W, C] -> one uint8 image [rows*(H+pad)+pad, cols*(W+pad)+pad, 3]."""
   images = np.asarray(images)
