@@ -1,7 +1,10 @@
 """`palmup sweep` and populations: members and their validation, a population of runs equal to the
 same runs alone (resumed too), and a tiny sweep end to end (resume, tables, plots, report, SLURM)."""
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from palmup import configs, pretrain_job, report, sweep, workdirs
 from palmup.errors import UserError
 
+HERE = Path(__file__).parent
 TINY_PROBE = {"probe.train_examples": 300, "probe.random_seeds": 1, "probe.logistic.steps": 20,
               "probe.few_shot.shots": (1, 5), "probe.few_shot.seeds": 2, "shots": 5, "datasets": "digits"}
 
@@ -51,19 +55,27 @@ def _final(run):
   return load_encoder(run / "encoder")[1], rows
 
 
-def test_a_resumed_population_equals_its_runs_alone(tmp_path):
+def population_then_alone(workdir):
   """Two runs that differ in env.ema and seed, as one population stopped after 3 steps and resumed
-  to 6, against each run alone for 6 steps: the same encoders and metrics, to float tolerance
-  (vmapping reorders some float reductions)."""
+  to 6 (in workdir/pop0, pop1), and each run alone for 6 steps (alone0, alone1)."""
   runs = [configs.load("pretrain_tiny", **{"env.ema": ema, "seed": seed}) for ema, seed in ((0.7, 0), (0.3, 5))]
-  for config in runs:
-    config.train.steps = 3
-  pretrain_job.train([(c, tmp_path / f"pop{i}") for i, c in enumerate(runs)])
-  for config in runs:
-    config.train.steps = 6
-  pretrain_job.train([(c, tmp_path / f"pop{i}") for i, c in enumerate(runs)])
+  for steps in (3, 6):
+    for config in runs:
+      config.train.steps = steps
+    pretrain_job.train([(c, workdir / f"pop{i}") for i, c in enumerate(runs)])
   for i, config in enumerate(runs):
-    pretrain_job.main(config, tmp_path / f"alone{i}")
+    pretrain_job.main(config, workdir / f"alone{i}")
+
+
+def test_a_resumed_population_on_a_mesh_equals_its_runs_alone(tmp_path):
+  """population_then_alone on 4 devices: the population's mesh is 2 groups of 2 devices, a member
+  per group with its envs split over the group's 2; each run alone splits its envs over all 4. The
+  same encoders and metrics, to float tolerance (vmapping and the splits reorder float reductions)."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+             PYTHONPATH=str(HERE))
+  subprocess.run([sys.executable, "-c", f"import test_sweep; test_sweep.population_then_alone("
+                  f"__import__('pathlib').Path({str(tmp_path)!r}))"], env=env, check=True, timeout=600, cwd=HERE.parent)
+  for i in range(2):
     (pop_params, pop_rows), (alone_params, alone_rows) = _final(tmp_path / f"pop{i}"), _final(tmp_path / f"alone{i}")
     for x, y in zip(jax.tree.leaves(pop_params), jax.tree.leaves(alone_params)):
       np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)

@@ -175,7 +175,7 @@ def compile_programs(config, topology: str, programs=("init", "chunk"), members:
   options = {"chip_config_name": "megacore"} if generation(topology) == "v4" else {}
   devices = topologies.get_topology_desc(platform="tpu", topology_name=topology, **options).devices
   pretrain.validate(config, len(devices))
-  mesh = Mesh(np.asarray(devices), (sharding.AXIS,))
+  mesh = sharding.make_mesh(devices, members or None)
   world, stand_in = abstract_world(config)
   if members:
     world = world.replace(env_params=jax.tree.map(lambda x: jax.ShapeDtypeStruct((members,) + x.shape, x.dtype),

@@ -584,24 +584,27 @@ def jit_pretrain(config, world: World, mesh, members: int | None = None):
   state's per-env leaves split over the mesh, the rest replicated; chunk donates its input state.
   `world` (concrete, or abstract: ShapeDtypeStructs) gives only the arguments' structure.
 
-  members: a population of that many runs in one program (world: a population_world; init takes
-  keys [members], and every leaf of the state, metrics and strips gets a leading member axis): the
-  chunk vmapped over the members' EnvParams and states. The member axis is not split over the mesh:
-  each device holds its share of every member's envs, as it would of one run's, so a population
-  needs about `members` times one run's memory per device. On one device that is the whole story.
-  On several, vmap's batching of a convolution merges the member axis into the conv's batch with the
-  members major, and a batch split along its minor part (the envs) cannot stay split through that
-  reshape: XLA then runs the generator's and encoder's convolutions on every member's whole batch on
-  every device (measured: 3 members on 4 devices cost 12x one run's FLOPs per device, not 3x).
-  Splitting members over devices instead (each device whole members) would avoid it; not built."""
+  members: a population of that many runs in one program (world: a population_world; mesh:
+  sharding.make_mesh(members=...); init takes keys [members], and every leaf of the state, metrics
+  and strips gets a leading member axis): the chunk vmapped over the members' EnvParams and states,
+  the member axis split over the mesh's "members" axis (vmap's spmd_axis_name), so each device group
+  holds whole members and each member's envs are split over "data" within its group, as one run's
+  are over a smaller mesh. The member axis has to be split so: vmap batches a convolution by merging
+  the member axis into the conv's batch, members major, and a batch split only along its minor part
+  (the envs) cannot stay split through that reshape, so XLA ran every member's whole batch on every
+  device (measured: 3 members on 4 devices, unsplit, cost 12x one run's FLOPs per device, not 3x)."""
   init, chunk = make_pretrain(config, mesh)
   rep = sharding.replicated(mesh)
   world_shardings = jax.tree.map(lambda _: rep, world)
   one_world = world if members is None else member_world(world, 0)
   shardings = sharding.state_shardings(jax.eval_shape(init, one_world, jax.random.PRNGKey(0)), mesh)
   if members is not None:
+    if sharding.MEMBERS not in mesh.axis_names:
+      raise ValueError(f"a population needs a mesh with a {sharding.MEMBERS!r} axis (sharding.make_mesh(members=...)); "
+                       f"got axes {mesh.axis_names}")
     axes = jax.tree.map(lambda _: None, world).replace(env_params=jax.tree.map(lambda _: 0, world.env_params))
-    init, chunk = jax.vmap(init, in_axes=(axes, 0)), jax.vmap(chunk, in_axes=(axes, 0))
+    vmap = functools.partial(jax.vmap, in_axes=(axes, 0), spmd_axis_name=sharding.MEMBERS)
+    init, chunk = vmap(init), vmap(chunk)
     shardings = sharding.behind_member_axis(shardings)
   return (jax.jit(init, in_shardings=(world_shardings, rep), out_shardings=shardings),
           jax.jit(chunk, in_shardings=(world_shardings, shardings), out_shardings=(shardings, rep, rep),

@@ -146,7 +146,7 @@ def train(runs):
       validate(c)
     env_params = population_members(configs) if members else None
     dirs = [workdirs.create(w) for _, w in runs]
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(members=members)
     world = make_world(config)
     if members:
       world = population_world(world, env_params)

@@ -139,15 +139,13 @@ class Replay:
   def can_sample(self, buffer_state) -> jax.Array:
     return self._buffer().can_sample(buffer_state)
 
-  def _gather(self, buffer_state, offsets, starts):
+  def _gather(self, experience, offsets, times):
     """Sequences {leaf: [R, L, ...]} for R rows of a buffer holding whole env blocks ([R / rows per
     block blocks x num_envs / blocks envs, T, ...]): row i reads env (i // rows per block) * (envs
-    per block) + offsets[i] from logical step starts[i] on (wrapping around the ring)."""
+    per block) + offsets[i] at the ring's slots times[i] ([R, L])."""
     rows, envs = self.batch_size // self.blocks, self.num_envs // self.blocks
     env = jnp.arange(offsets.shape[0]) // rows * envs + offsets
-    head = jnp.where(buffer_state.is_full, buffer_state.current_index, 0)
-    time = (head + starts[:, None] + jnp.arange(self.sequence_length)) % self.capacity
-    return jax.tree.map(lambda x: x[env[:, None], time], buffer_state.experience)
+    return jax.tree.map(lambda x: x[env[:, None], times], experience)
 
   def sample(self, buffer_state, key: jax.Array, mesh=None) -> Sequences:
     """B = batch_size sequences of sequence_length steps (stratified: see the module docstring),
@@ -159,13 +157,14 @@ class Replay:
     written = jnp.where(buffer_state.is_full, self.capacity, buffer_state.current_index)
     offsets = jax.random.randint(k_env, (self.batch_size,), 0, self.num_envs // self.blocks)
     starts = jax.random.randint(k_start, (self.batch_size,), 0, jnp.maximum(written - self.sequence_length + 1, 1))
+    head = jnp.where(buffer_state.is_full, buffer_state.current_index, 0)  # the oldest step's slot
+    times = (head + starts[:, None] + jnp.arange(self.sequence_length)) % self.capacity  # [B, L] slots
+    experience = buffer_state.experience
     if mesh is None:
-      seq = self._gather(buffer_state, offsets, starts)
+      seq = self._gather(experience, offsets, times)
     else:
-      specs = buffer_state.replace(experience=jax.tree.map(lambda _: P(AXIS), buffer_state.experience),
-                                   current_index=P(), is_full=P())
-      seq = jax.shard_map(self._gather, mesh=mesh, in_specs=(specs, P(AXIS), P(AXIS)), out_specs=P(AXIS))(
-          buffer_state, offsets, starts)
+      seq = jax.shard_map(self._gather, mesh=mesh, in_specs=(jax.tree.map(lambda _: P(AXIS), experience), P(AXIS),
+                                                             P(AXIS)), out_specs=P(AXIS))(experience, offsets, times)
     d = self.env.latent_dim
     z = None if "z" not in seq else seq["z"][..., :d]
     if self.storage == "pixels":

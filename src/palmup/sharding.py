@@ -6,10 +6,15 @@ counters, RNG) is replicated. The fused step is jitted with these shardings and 
 partitioner inserts the collectives: gradients of the global-batch mean are all-reduced, and the
 NT-Xent similarity matrix spans the global batch (negatives come from every device). The
 computation is the same program whatever the device count, so 1 and 8 devices agree (tested).
+
+A population of runs in one program (palmup.pretrain.jit_pretrain's members) gets a second mesh
+axis "members" in front: the devices form gcd(members, devices) groups, each holding whole members,
+and every member's per-env leaves are split over "data" within its group.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import jax
@@ -19,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from palmup.errors import UserError
 
 AXIS = "data"
+MEMBERS = "members"  # a population's mesh axis (make_mesh(members=...))
 # The pytree paths (from the root of palmup.pretrain.PretrainState) of the leaves that carry the env
 # axis first: the env states, the observations and the replay's storage.
 PER_ENV = (("env_state",), ("obs",), ("buffer", "experience"))
@@ -79,8 +85,13 @@ def initialize_distributed(env=None) -> bool:
   return True
 
 
-def make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), (AXIS,))
+def make_mesh(devices=None, members: int | None = None) -> Mesh:
+  """All devices (default: jax.devices()) along "data"; for a population of `members` runs, a
+  ("members", "data") mesh of gcd(members, devices) device groups, each holding whole members."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if members is None:
+    return Mesh(devices, (AXIS,))
+  return Mesh(devices.reshape(math.gcd(members, devices.size), -1), (MEMBERS, AXIS))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -115,8 +126,8 @@ def state_shardings(abstract_state, mesh: Mesh):
 
 def behind_member_axis(shardings):
   """A population's shardings (pretrain.jit_pretrain's members): each member's, behind a leading
-  member axis that is not split."""
-  return jax.tree.map(lambda s: NamedSharding(s.mesh, P(None, *s.spec)), shardings)
+  member axis split over the mesh's "members" axis."""
+  return jax.tree.map(lambda s: NamedSharding(s.mesh, P(MEMBERS, *s.spec)), shardings)
 
 
 def shard_batch(x, mesh: Mesh):
