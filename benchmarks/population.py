@@ -34,14 +34,14 @@ def run(config: str, members: int, chunks: int, repeats: int) -> dict:
   scale.pop("train.steps", None)
   overrides = tuple(scale.items()) if config != "pretrain_tiny" else ()
   run_config, env = benchlib.load_env(config, overrides)
-  mesh = sharding.make_mesh()
+  mesh, population_mesh = sharding.make_mesh(), sharding.make_mesh(members=members)
   world = pretrain.make_world(run_config, env)
   params = [world.env_params.replace(ema=jnp.float32(EMAS[i % len(EMAS)])) for i in range(members)]
-  population = sharding.put_replicated(pretrain.population_world(world, params), mesh)
+  population = sharding.put_replicated(pretrain.population_world(world, params), population_mesh)
   world = sharding.put_replicated(world, mesh)
 
   one_init, one_chunk, _ = pretrain.jit_pretrain(run_config, world, mesh)
-  pop_init, pop_chunk, _ = pretrain.jit_pretrain(run_config, population, mesh, members)
+  pop_init, pop_chunk, _ = pretrain.jit_pretrain(run_config, population, population_mesh, members)
   worlds = [world.replace(env_params=p) for p in params]
   states = [one_init(w, jax.random.PRNGKey(s)) for s, w in enumerate(worlds)]
   holder = {"population": pop_init(population, jnp.stack([jax.random.PRNGKey(s) for s in range(members)]))}

@@ -8,9 +8,15 @@ and the class prompt's persistence varied one at a time, 3 seeds, probed on CIFA
         --config.overrides="generator=gs://BUCKET/cifar10_world/generator" --config.data_dir=$HOME/tensorflow_datasets
 
 Sized for a pod: every run uses the whole slice (preflight the run config for it first), one after
-another (or `--config.target=slurm`, one array task per run). Populations are off: on a mesh of
-several devices a population runs its convolutions replicated (palmup.pretrain.jit_pretrain), so
-each run is better alone on the slice.
+another (or `--config.target=slurm`, one array task per run). On a slice with room for several
+runs, run them as populations: each member gets slice / population.size chips (palmup.sharding),
+so preflight that first, e.g. 16 members on v5e:16x16 (benchmarks/results/tpu_population.md; it
+sizes each member at 32 x 256 = 8,192 envs, twice the recipe's 4,096):
+
+    palmup preflight --config configs/preflight.py --workdir runs/preflight_population \
+        --config.run.config=configs/pretrain_cifar10_stylegan2ada.py --config.topology=v5e:16x16 \
+        --config.members=16 --config.envs_per_chip=32 --config.batch_per_chip=8 --config.programs=chunk
+    palmup sweep ... --config.population.enabled=auto --config.population.size=16
 """
 import ml_collections
 

@@ -107,6 +107,7 @@ def test_a_tiny_sweep_runs_resumes_tabulates_plots_and_reports(tmp_path):
   assert summary["mean"] == pytest.approx(np.mean(values["digits linear"])) and 0 <= summary["p_vs_base"] <= 1
   text = (tmp_path / "results.md").read_text()
   assert "| env.ema=0.5 |" in text and "| raw pixels |" in text and (tmp_path / "env.ema.png").exists()
+  assert "| env.ema | digits linear |" in text and "| floor | digits linear |" in text  # tables named for docs.py
   page = report.build_report(report.discover(tmp_path))
   assert "env.ema.png" in page and "env.ema=0.5_seed1" in page
 
@@ -119,3 +120,22 @@ def test_slurm_target_writes_one_array_task_per_run(tmp_path):
   out = subprocess.run(["bash", "-n", str(tmp_path / "sweep.sbatch")], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
 
+
+
+def test_each_member_is_judged_against_the_base_dataset_by_dataset():
+  """Wins and losses at Welch's p < 0.05, a dataset lost when any probe on it is significantly
+  below, and the defaults rule (2 wins, no loss) named."""
+  s = lambda mean, p: {"mean": mean, "ci95": 0.01, "p_vs_base": p}
+  base = {q: s(0.8, None) for q in ("a linear", "a 10-shot", "b linear", "b 10-shot", "c linear", "judge_entropy")}
+  members = {
+      "better": {"a linear": s(0.9, 0.01), "a 10-shot": s(0.7, 0.5), "b linear": s(0.85, 0.04),
+                 "b 10-shot": s(0.8, 1.0), "c linear": s(0.7, 0.2), "judge_entropy": s(1.0, 0.001)},
+      "mixed": {"a linear": s(0.9, 0.01), "a 10-shot": s(0.7, 0.01), "b linear": s(0.9, 0.01),
+                "b 10-shot": s(0.9, 0.2), "c linear": s(0.7, 0.3), "judge_entropy": s(0.5, 0.001)},
+  }
+  results = {"members": {"base": {"summary": base}, **{k: {"summary": v} for k, v in members.items()}}}
+  assert sweep.against_base(results) == {"better": {"wins": ["a", "b"], "losses": []},
+                                         "mixed": {"wins": ["b"], "losses": ["a"]}}
+  text = sweep.verdicts(results)
+  assert "- better: above the base on a, b, below it on no dataset (the defaults rule: make it the default)" in text
+  assert "- mixed: above the base on b, below it on a\n" in text

@@ -35,12 +35,14 @@ slice (per-chip sizes held fixed), as a pod of another size would run the recipe
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -329,8 +331,12 @@ def estimate(result: dict, headroom: float) -> dict:
 # ---------------------------------------------------------------------------- host
 
 
+_PARENT = "PALMUP_PREFLIGHT_PARENT"  # the pid of the preflight that started a compile process
+
+
 def _child_main():
   """`python -c 'from palmup.preflight import _child_main; _child_main()' REQUEST RESULT`."""
+  _die_with_parent()
   request_path, result_path = sys.argv[1:3]
   request = json.loads(Path(request_path).read_text())
   try:
@@ -346,6 +352,17 @@ def _child_main():
   except Exception as e:  # noqa: BLE001 (the compiler's own refusal: quoted as one line)
     result = {"error": _compiler_reason(e)}
   Path(result_path).write_text(json.dumps(result))
+
+
+def _die_with_parent():
+  """On Linux, the compile is killed when the preflight that started it dies (a killed preflight
+  leaves no compile running: one holds GBs and cores for minutes)."""
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # not Linux
+    return
+  if os.getppid() != int(os.environ.get(_PARENT, os.getppid())):  # the preflight died before prctl
+    os._exit(1)
 
 
 def _compiler_reason(error: Exception) -> str:
@@ -366,7 +383,7 @@ def compile_in_child(config_path: str, overrides: str, topology: str, sizes: tup
                                    "chips": chips, "sizes": list(sizes), "programs": list(programs),
                                    "members": members}))
     # compile-only: no TPU backend is started, and libtpu's one-process-per-machine lock is not needed
-    env = dict(os.environ, JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1", **{_PARENT: str(os.getpid())})
     command = ["/bin/sh", "-c", 'ulimit -s "$(ulimit -Hs)"; exec "$0" "$@"',  # the largest stack allowed
                sys.executable, "-c", "from palmup.preflight import _child_main; _child_main()", str(request), str(out)]
     try:

@@ -300,10 +300,11 @@ def _cell(summary: dict, percent: bool) -> str:
 
 
 def tables(results: dict) -> str:
-  """results.md's body: per axis (one_at_a_time) or for the grid, a row per member."""
+  """results.md's body: per axis (one_at_a_time; the table's first header cell is the axis) or for the
+  grid (first header cell "member"), a row per member; then the floors (first header cell "floor")."""
   quantities = results["quantities"]
   is_probe = lambda q: q.endswith(" linear") or q.endswith("-shot")
-  header = "| member | " + " | ".join(quantities) + " |\n|" + "---|" * (len(quantities) + 1) + "\n"
+  header = lambda first: f"| {first} | " + " | ".join(quantities) + " |\n|" + "---|" * (len(quantities) + 1) + "\n"
   row = lambda name: (f"| {name} | " + " | ".join(_cell(results["members"][name]["summary"][q], is_probe(q))
                                                   for q in quantities) + " |\n")
   floor_rows = "".join(f"| {floor} | " + " | ".join(
@@ -312,8 +313,42 @@ def tables(results: dict) -> str:
   groups = axis_groups(results)
   out = ""
   for axis, names in groups.items():
-    out += f"\n{'All members' if axis is None else f'Axis `{axis}`'}:\n\n" + header + "".join(map(row, names))
-  return out + "\nFloors (once per sweep, at the base's encoder and input):\n\n" + header + floor_rows
+    out += (f"\n{'All members' if axis is None else f'Axis `{axis}`'}:\n\n" + header(axis or "member")
+            + "".join(map(row, names)))
+  return (out + "\nFloors (once per sweep, at the base's encoder and input):\n\n" + header("floor") + floor_rows
+          + verdicts(results))
+
+
+def against_base(results: dict, alpha: float = 0.05) -> dict[str, dict[str, list[str]]]:
+  """{member: {"wins": datasets, "losses": datasets}} against the base at Welch's p < alpha: a
+  dataset is a loss when any of its probes is significantly below the base's, a win when none is
+  and at least one is significantly above. The defaults rule: a member with 2 or more wins and no
+  loss should become the default."""
+  out = {}
+  for name, entry in results["members"].items():
+    if name == BASE:
+      continue
+    signs = {}
+    for q, summary in entry["summary"].items():
+      dataset, _, probe = q.rpartition(" ")
+      if (probe == "linear" or probe.endswith("-shot")) and summary["p_vs_base"] is not None \
+          and summary["p_vs_base"] < alpha:
+        above = summary["mean"] > results["members"][BASE]["summary"][q]["mean"]
+        signs.setdefault(dataset, set()).add(above)
+    out[name] = {"wins": [d for d, s in signs.items() if s == {True}],
+                 "losses": [d for d, s in signs.items() if False in s]}
+  return out
+
+
+def verdicts(results: dict) -> str:
+  """results.md's lines on each member against the base, and the defaults rule's outcome."""
+  lines = []
+  for name, found in against_base(results).items():
+    rule = " (the defaults rule: make it the default)" if len(found["wins"]) >= 2 and not found["losses"] else ""
+    lines.append(f"- {name}: above the base on {', '.join(found['wins']) or 'no dataset'}, below it on "
+                 f"{', '.join(found['losses']) or 'no dataset'}{rule}")
+  return ("\nAgainst the base, dataset by dataset (a probe's Welch p < 0.05; below on any probe counts "
+          "as below):\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def axis_groups(results: dict) -> dict:
