@@ -116,6 +116,20 @@ def _encoder_dir(tmp_path):
   return tmp_path / "run"
 
 
+def test_an_encoders_spec_is_written_after_its_params(tmp_path, monkeypatch):
+  """learner.json marks a whole encoder (a sweep counts a run with one as finished): a save killed
+  while writing the params leaves none."""
+  from palmup import checkpoints
+  write = checkpoints.write_params
+
+  def write_then_check(path, params):
+    assert not (path.parent / "learner.json").exists()
+    write(path, params)
+  monkeypatch.setattr(checkpoints, "write_params", write_then_check)
+  run = _encoder_dir(tmp_path)
+  assert (run / "encoder" / "learner.json").exists() and load_encoder(run / "encoder")[1]
+
+
 def _tiny_eval_config(encoders, **overrides):
   return load_config("evaluate", **{
       "encoders": str(encoders), "datasets": "digits", "probe.train_examples": 600, "probe.random_seeds": 2, "probe.logistic.steps": 30,

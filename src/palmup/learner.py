@@ -127,13 +127,14 @@ class Learner:
 
 def save_encoder(path, learner: Learner, params, obs_shape):
   """Writes the learner's config, input shape and parameters (orbax): what evaluation and RL
-  transfer read (load_encoder), without importing the trainer."""
+  transfer read (load_encoder), without importing the trainer. learner.json is written last, so its
+  presence says the encoder is whole (palmup.sweep reads it as a finished run)."""
   path = workdirs.path(path)
   path.mkdir(parents=True, exist_ok=True)
   spec = {"learner": learner.config.to_dict(), "num_classes": learner.num_classes, "obs_shape": list(obs_shape)}
-  if jax.process_index() == 0:  # orbax's save below is called by every process of a multi-process run
+  checkpoints.write_params(path / "params", params)  # every process of a multi-process run calls orbax's save
+  if jax.process_index() == 0:
     (path / "learner.json").write_text(json.dumps(spec, indent=2) + "\n")
-  checkpoints.write_params(path / "params", params)
 
 
 def load_encoder(path) -> tuple[Learner, dict, tuple[int, int, int]]:
