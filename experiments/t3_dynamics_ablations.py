@@ -16,7 +16,9 @@ Two parts, one parameter varied at a time around configs/pretrain_fashion_mnist.
               1,200 steps), 3 seeds, one run at a time: the logistic and 10-shot probes on
               fashion_mnist, mnist5k and digits with the pixel and random-encoder floors, judge
               entropy and coverage; a table per axis with 95% intervals and Welch's p against the
-              main job's setting, and a plot per axis, in <workdir>/sweep/.
+              main job's setting, each setting judged against it dataset by dataset (the defaults
+              rule: p < 0.05 above on two datasets and below on none), and a plot per axis, in
+              <workdir>/sweep/.
 Writes results.md (both parts), results.json (the statistics; the sweep's are in sweep/results.json)
 and t3_dynamics_ablations.png.
 """
