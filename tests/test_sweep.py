@@ -30,6 +30,8 @@ def test_members_one_at_a_time_and_grid():
   assert [m.overrides for m in sweep.members(config)][1:] == [
       {"env.ema": 0.5, "env.action_weight": 0}, {"env.ema": 0.5, "env.action_weight": 0.5},
       {"env.ema": 0.7, "env.action_weight": 0}]
+  assert sorted([0.7, 0, 0.5, 0.99, 1], key=sweep.value_order) == [0, 0.5, 0.7, 0.99, 1]  # a plot's x order
+  assert sorted(["b", True, 0.5, False], key=sweep.value_order) == [False, 0.5, True, "b"]
   assert [(m.name, s) for m, s in sweep.run_order(sweep_config(axes="env.ema=0.5", seeds=2))] == [
       ("base", 0), ("env.ema=0.5", 0), ("base", 1), ("env.ema=0.5", 1)]
 

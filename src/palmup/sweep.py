@@ -360,6 +360,11 @@ def axis_groups(results: dict) -> dict:
   return {axis: [BASE] + [n for n in names if list(results["members"][n]["overrides"]) == [axis]] for axis in axes}
 
 
+def value_order(value):
+  """A sort key for an axis's values: numbers (ints, floats and bools alike) by value, then others by text."""
+  return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
+
+
 def plot(results: dict, workdir: epath.Path):
   """<axis>.png per axis: each quantity against the axis's values, mean with its 95% interval."""
   if results["design"] == "grid":
@@ -368,7 +373,7 @@ def plot(results: dict, workdir: epath.Path):
   base_config_values = results["base_values"]
   for axis, names in axis_groups(results).items():
     points = sorted(((results["members"][n]["overrides"].get(axis, base_config_values[axis]), n) for n in names),
-                    key=lambda t: (str(type(t[0])), t[0]))
+                    key=lambda t: value_order(t[0]))
     quantities = results["quantities"]
     fig, axes = plt.subplots(1, len(quantities), figsize=(3.2 * len(quantities), 3), squeeze=False)
     for ax, q in zip(axes[0], quantities):
