@@ -170,9 +170,7 @@ def compile_programs(config, topology: str, programs=("init", "chunk"), members:
   runs in one program, as `palmup sweep` runs them); -> the figures (see the module docstring)."""
   import jax
   import jax.numpy as jnp
-  import numpy as np
   from jax.experimental import topologies
-  from jax.sharding import Mesh
   from palmup import pretrain, sharding
   options = {"chip_config_name": "megacore"} if generation(topology) == "v4" else {}
   devices = topologies.get_topology_desc(platform="tpu", topology_name=topology, **options).devices

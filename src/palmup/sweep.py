@@ -292,6 +292,11 @@ def collect(config, workdir: epath.Path) -> dict:
                           for k in parse_assignments(config.axes, "axes", ",")}}
 
 
+def is_probe(quantity: str) -> bool:
+  """Whether a results quantity is a probe ("<dataset> linear", "<dataset> <k>-shot"), not a metric."""
+  return quantity.endswith(" linear") or quantity.endswith("-shot")
+
+
 def _cell(summary: dict, percent: bool) -> str:
   scale, fmt = (100, ".1f") if percent else (1, ".3g")
   mean, ci, p = summary["mean"] * scale, summary["ci95"] * scale, summary["p_vs_base"]
@@ -303,7 +308,6 @@ def tables(results: dict) -> str:
   """results.md's body: per axis (one_at_a_time; the table's first header cell is the axis) or for the
   grid (first header cell "member"), a row per member; then the floors (first header cell "floor")."""
   quantities = results["quantities"]
-  is_probe = lambda q: q.endswith(" linear") or q.endswith("-shot")
   header = lambda first: f"| {first} | " + " | ".join(quantities) + " |\n|" + "---|" * (len(quantities) + 1) + "\n"
   row = lambda name: (f"| {name} | " + " | ".join(_cell(results["members"][name]["summary"][q], is_probe(q))
                                                   for q in quantities) + " |\n")
@@ -330,11 +334,9 @@ def against_base(results: dict, alpha: float = 0.05) -> dict[str, dict[str, list
       continue
     signs = {}
     for q, summary in entry["summary"].items():
-      dataset, _, probe = q.rpartition(" ")
-      if (probe == "linear" or probe.endswith("-shot")) and summary["p_vs_base"] is not None \
-          and summary["p_vs_base"] < alpha:
+      if is_probe(q) and summary["p_vs_base"] is not None and summary["p_vs_base"] < alpha:
         above = summary["mean"] > results["members"][BASE]["summary"][q]["mean"]
-        signs.setdefault(dataset, set()).add(above)
+        signs.setdefault(q.rpartition(" ")[0], set()).add(above)
     out[name] = {"wins": [d for d, s in signs.items() if s == {True}],
                  "losses": [d for d, s in signs.items() if False in s]}
   return out
