@@ -174,6 +174,7 @@ def compiled_parts(setup: Pretrain):
       "sample": lambda: ((state.buffer, key), split),
       "learn": lambda: ((state.learner, seq(), key), (sh.learner, rep, rep, split)),
       "agent_update": lambda: ((state.agent, state.learner.params, seq(), key, state.step, encoded()), (sh.agent, rep)),
+      "gradient_play": lambda: ((state, key), (split, sh.env_state, sh.obs, sh.agent, rep)),
   }
 
   @functools.cache
@@ -181,7 +182,7 @@ def compiled_parts(setup: Pretrain):
     args, out_shardings = inputs[name]()
     return compile_for(setup.parts[name], *args, out_shardings=out_shardings)
 
-  action = functools.cache(lambda: compiled("act")())
+  action = functools.cache(lambda: compiled("act")() if "act" in setup.parts else compiled("gradient_play")()[0])
   seq = functools.cache(lambda: compiled("sample")())
   encoded = functools.cache(lambda: compiled("learn")()[3])  # the frames the learner encoded
   return compiled

@@ -57,11 +57,13 @@ def get_config():
   # after train.warmup_steps; the agent updates during them. standardize / center_actions / algo
   # ("ddpg" as URLB, or "sac" with init_temperature): see palmup.explorer. observe: what actor and
   # critic see, "features" (the learner's, detached: the paper), "latent" (the env's latent and class)
-  # or "both" (palmup.pretrain.AGENT_OBSERVES).
+  # or "both" (palmup.pretrain.AGENT_OBSERVES). updates_per_step: APT's agent updates per loop step
+  # (each after the first on a batch replayed for it; URLB updates every 2 frames of one env, i.e.
+  # num_envs / 2 updates per step here). standardize_reward: the rewards standardised over the batch.
   c.agent = dict(lr=1e-4, hidden=256, feature_dim=50, discount=0.99, tau=0.01, nstep=3,
                  std_start=0.2, std_end=0.2, std_decay_steps=1, std_clip=0.3, td3=False, policy_delay=2,
                  seed_steps=50, standardize=False, center_actions=False, algo="sac", init_temperature=0.1,
-                 observe="features")
+                 observe="features", updates_per_step=1, standardize_reward=False)
   # reference: "batch" (URLB: kNN among the replayed batch) or "population" (kNN among all envs'
   # frames of the same step, stored with the frame); nstep_reward: "first" (URLB's agent: the reward
   # of the sampled frame alone, target r(f_0) + gamma^n Q(f_n); the agent update then encodes frame n
@@ -71,6 +73,11 @@ def get_config():
   # explorer=novelty (palmup.planner): per env, of `candidates` uniform actions the one whose simulated
   # next frame is farthest from its k-th nearest current frame of the envs, in the learner's features
   c.planner = dict(candidates=4, k=3)
+  # explorer=gradient (palmup.gradient_explorer): an actor trained by the gradient of the particle reward
+  # (apt.k, average, clip, running_mean) of the frames the envs reach, through the world; reference:
+  # "population" (among the envs' reached frames) or "batch" (among the last replayed batch);
+  # observe as agent.observe; the defaults explored most in T4 (experiments/README.md).
+  c.gradient = dict(lr=1e-4, hidden=256, feature_dim=50, observe="latent", reference="population")
   # restart: if this workdir's run cannot be resumed (another config, incompatible or unreadable
   # checkpoints), move it aside to previous_<time>/ and start anew; a resumable run always resumes.
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2, restart=False)

@@ -17,6 +17,7 @@ def get_config():
   c.learner.update(pair_offset=1, head_hidden=16, head_out=8)
   c.learner.encoder.update(widths=(8, 16), features=16)
   c.agent.update(hidden=16, feature_dim=8, seed_steps=3)
+  c.gradient.update(hidden=16, feature_dim=8)
   c.apt.k = 4
   c.train.update(steps=6, chunk_steps=3, warmup_steps=4, checkpoint_every=1)
   c.log.strip_every = 1

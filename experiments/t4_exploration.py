@@ -58,14 +58,21 @@ EXPLORERS = {
     # actor and critic see the env's Markov state (latent and class), alone or with the features
     "palm_sac_latent": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "latent"},
     "palm_sac_both": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "both"},
+    # the actor trained by the reward's gradient through the world (palmup.gradient_explorer): its
+    # defaults (it sees the latent and class, the reward among the envs' reached frames), then the
+    # learner's features as its input, then APT's reference (the replayed batch)
+    "gradient": {"explorer": "gradient"},
+    "gradient_features": {"explorer": "gradient", "gradient.observe": "features"},
+    "gradient_batch": {"explorer": "gradient", "gradient.reference": "batch"},
 }
 # Explorers run only under some settings at --scale cpu (the CPU budget): the rest are marked "not run".
 DEFAULT, WEIGHT = "default (ema 0.7, offset 4, w 0.5)", "action_weight 0.9"
 SETTINGS_OF = {"palm": (DEFAULT,), "palm_sac": (DEFAULT, WEIGHT), "palm_sac_centered": (DEFAULT, WEIGHT),
                "novelty": (DEFAULT, WEIGHT), "palm_sac_sum": (DEFAULT,), "palm_sac_latent": (DEFAULT, WEIGHT),
-               "palm_sac_both": (DEFAULT, WEIGHT)}
+               "palm_sac_both": (DEFAULT, WEIGHT), "gradient": (DEFAULT, WEIGHT), "gradient_features": (DEFAULT,),
+               "gradient_batch": (DEFAULT,)}
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
-           "policy_saturation", "dq_da_cosine", "action_std", "latent_norm")
+           "policy_saturation", "dq_da_cosine", "action_std", "latent_norm", "chunk_seconds")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
          "cpu": (3, list(SETTINGS), {"train.steps": 125}),
          "full": (3, list(SETTINGS), {})}

@@ -13,7 +13,8 @@ from palmup.learner import Learner, contrastive_views
 
 AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3, std_start=0.5,
              std_end=0.1, std_decay_steps=100, std_clip=0.3, td3=False, policy_delay=2, seed_steps=0,
-             standardize=False, center_actions=False, algo="ddpg", init_temperature=0.1)
+             standardize=False, center_actions=False, algo="ddpg", init_temperature=0.1,
+             standardize_reward=False)
 
 
 NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward
@@ -175,7 +176,7 @@ def test_critic_target_is_reward_plus_discounted_min_target_q_and_targets_move_b
     rewards, _ = agent.nstep_rewards(features, NO_NOVELTY, state.reward_mean)
     ret = (np.asarray(rewards, np.float64) * 0.9 ** np.arange(3)).sum(1)
     hn = features[:, 3]
-    next_action, log_prob = agent._sample(state.actor, hn, jax.random.split(key)[0], 0.0)
+    next_action, log_prob = agent.sample(state.actor, hn, jax.random.split(key)[0], 0.0)
     q1, q2 = agent.critic.apply(state.critic_target, hn, next_action)
     alpha = float(jnp.exp(state.log_alpha)) if algo == "sac" else 0.0
     soft = np.minimum(np.asarray(q1, np.float64), np.asarray(q2, np.float64)) - alpha * np.asarray(log_prob)
@@ -200,7 +201,7 @@ def test_sac_log_probability_is_the_squashed_gaussians_density():
   agent = _agent(algo="sac")
   state = agent.init(jax.random.PRNGKey(0), 6)
   h = jax.random.normal(jax.random.PRNGKey(1), (16, 6))
-  action, log_prob = agent._sample(state.actor, h, jax.random.PRNGKey(2), 0.0)
+  action, log_prob = agent.sample(state.actor, h, jax.random.PRNGKey(2), 0.0)
   mean, log_std = (np.asarray(x, np.float64) for x in agent.actor.apply(state.actor, h))
   pre = np.arctanh(np.asarray(action, np.float64))
   expected = scipy.stats.norm.logpdf(pre, mean, np.exp(log_std)) - np.log(1 - np.tanh(pre) ** 2)
@@ -319,3 +320,35 @@ def test_knn_entropy_matches_a_gaussians_entropy(d):
   x = jax.random.normal(jax.random.PRNGKey(0), (4096, d))
   assert abs(float(apt.knn_entropy(x, 3)) - 0.5 * d * np.log(2 * np.pi * np.e)) < 0.1
   assert float(apt.knn_entropy(2 * x, 3)) > float(apt.knn_entropy(x, 3)) + d * np.log(2) - 0.1
+
+
+def test_critic_diagnostics_measure_how_much_q_separates_actions():
+  """q_spread_actions is 0 for a critic blind to the action and grows with the action's weight in Q;
+  td_error and target_std are the valid sequences' root mean squares."""
+  agent = _agent()
+  state = agent.init(jax.random.PRNGKey(0), 6)
+  h = jax.random.normal(jax.random.PRNGKey(1), (32, 6))
+  kernel = state.critic["params"]["q1_0"]["kernel"]  # [trunk 8 + action 3, hidden]
+  blind = jax.tree.map(lambda x: x, state.critic)
+  blind["params"]["q1_0"]["kernel"] = kernel.at[8:].set(0.0)
+  q = agent.critic.apply(state.critic, h, jnp.zeros((32, 3)))[0]
+  target = q + jnp.linspace(-1.0, 1.0, 32)
+  valid = jnp.arange(32) < 16
+  key = jax.random.PRNGKey(2)
+  d_blind = agent.critic_diagnostics(blind, h, q, target, valid, key)
+  d = agent.critic_diagnostics(state.critic, h, q, target, valid, key)
+  assert float(d_blind["q_spread_actions"]) < 1e-6 < float(d["q_spread_actions"])
+  assert float(d["q_spread_states"]) > 0
+  err = np.linspace(-1.0, 1.0, 32)[:16]
+  np.testing.assert_allclose(float(d["td_error"]), np.sqrt(np.mean(err ** 2)), rtol=1e-5)
+  np.testing.assert_allclose(float(d["target_std"]), np.std(np.asarray(target)[:16]), rtol=1e-4)
+
+
+def test_standardized_reward_has_zero_mean_and_unit_std_over_the_batch():
+  features, action, first = _batch(jax.random.PRNGKey(3))
+  state = _agent().init(jax.random.PRNGKey(4), 6)
+  _, plain = _agent().update(state, features, action, first, NO_NOVELTY, jax.random.PRNGKey(5), 0)
+  _, scaled = _agent(standardize_reward=True).update(state, features, action, first, NO_NOVELTY, jax.random.PRNGKey(5), 0)
+  assert float(plain["intrinsic_reward"]) > 0.1
+  np.testing.assert_allclose([float(scaled["intrinsic_reward"]), float(scaled["intrinsic_reward_std"])], [0.0, 1.0],
+                             atol=1e-5)

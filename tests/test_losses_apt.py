@@ -121,10 +121,22 @@ def test_knn_distances_ask_for_full_float32_matmuls_on_every_backend():
   assert with_highest(jnp.bfloat16) == ["stablehlo.dot_general", "stablehlo.convolution"]
 
 
-def test_particle_reward_grows_with_spread_and_has_no_gradient():
+def test_particle_reward_grows_with_spread_and_its_gradient_spreads_the_points():
+  """Finite everywhere (a point's zero distance to itself included), and a step along it raises the
+  reward; against a reference, each point's own distance is not among its neighbours."""
   f = jax.random.normal(jax.random.PRNGKey(0), (64, 8))
   assert float(particle_reward(2 * f, 5).mean()) > float(particle_reward(f, 5).mean())
   g = jax.grad(lambda f: particle_reward(f, 5).sum())(f)
-  np.testing.assert_array_equal(g, 0.0)
+  assert np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
+  assert float(particle_reward(f + 0.1 * g, 5).sum()) > float(particle_reward(f, 5).sum())
+  reference = jax.random.normal(jax.random.PRNGKey(1), (32, 8))
+  fn = np.asarray(f, np.float64)
+  d = np.sqrt(((fn[:, None] - np.asarray(reference, np.float64)[None]) ** 2).sum(-1))
+  np.testing.assert_allclose(particle_reward(f, 5, reference=reference), np.log1p(np.sort(d, -1)[:, :5].mean(-1)),
+                             rtol=1e-5)
+  g = jax.grad(lambda f: particle_reward(f, 5, reference=reference).sum())(f)
+  assert np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
   with pytest.raises(ValueError, match="k must be in \\[1, batch size 64\\], got 65"):
     particle_reward(f, 65)
+  with pytest.raises(ValueError, match="k must be in \\[1, reference size 32\\], got 33"):
+    particle_reward(f, 33, reference=reference)

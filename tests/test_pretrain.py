@@ -101,6 +101,27 @@ def test_collapsed_actor_reads_as_collapsed_on_the_logged_diagnostics(env):
   assert float(collapsed["apt_objective"]) > 0 and rows[0]["apt_objective"] > 0
 
 
+def test_agent_updates_per_step_run_that_many_updates_each_on_its_own_batch(env):
+  """agent.updates_per_step = 3: three agent updates a loop step (the counter says so), the critic
+  diagnostics averaged over them and finite."""
+  _, state, rows, _ = _run_chunks(tiny_config(**{"agent.updates_per_step": 3}), env, 1)
+  assert int(state.agent.updates) == 3 * 3  # 3 steps a chunk
+  for key in ("q_spread_actions", "q_spread_states", "td_error", "target_std"):
+    assert np.isfinite(rows[0][key]) and rows[0][key] >= 0
+
+
+def test_gradient_explorer_runs_and_trains_its_actor_through_the_world(env):
+  """explorer = "gradient", for both references: the actor's parameters move every step, with a
+  finite reward and a nonzero gradient, and its health statistics are logged (that the encoder
+  never gets the explorer's gradient: test_gradient_explorer)."""
+  for reference in ("population", "batch"):
+    config = tiny_config(explorer="gradient", **{"gradient.reference": reference})
+    start, state, rows, _ = _run_chunks(config, env, 2)
+    assert int(state.agent.updates) == 6 and _changed(start.agent.actor, state.agent.actor)
+    assert all(np.isfinite(r["explorer_reward"]) and r["actor_grad_norm"] > 0 for r in rows)
+    assert {"policy_std", "policy_cosine"} <= set(rows[0])
+
+
 def test_static_baseline_on_real_images_draws_the_datasets_images(env):
   """static_source = digits: SimCLR on real 8x8 digits (10 classes) instead of the 3-class generator."""
   config = tiny_config(explorer="static", static_source="digits", **{"learner.augment": "only"})

@@ -34,30 +34,43 @@ class RunningMean:
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
+def _sqrt_safe(d2: jax.Array) -> jax.Array:
+  """sqrt(d2) of squared distances floored at 0, with gradient 0 (not inf, which times 0 gives NaN)
+  where d2 is 0: a point's distance to itself is differentiable."""
+  positive = d2 > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
+
+
+def cross_distances(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Euclidean distances [N, M] between rows of x [N, D] and y [M, D], as ||x||^2 - 2 x y^T + ||y||^2
+  (one float32 matmul at HIGHEST precision) floored at 0; differentiable everywhere."""
+  sq = lambda a: jnp.sum(jnp.square(a), axis=-1)
+  d2 = sq(x)[:, None] - 2.0 * jnp.matmul(x, y.T, precision=HIGHEST) + sq(y)[None, :]
+  return _sqrt_safe(jnp.maximum(d2, 0.0))
+
+
 def pairwise_distances(x: jax.Array) -> jax.Array:
-  """Euclidean distances [B, B] between rows of x [B, D], as ||x||^2 - 2 x x^T + ||x||^2 (one
-  float32 matmul at HIGHEST precision) floored at 0, with an exact 0 on the diagonal (the expansion
-  leaves ~1e-3 after sqrt)."""
-  sq = jnp.sum(jnp.square(x), axis=-1)
-  d2 = sq[:, None] - 2.0 * jnp.matmul(x, x.T, precision=HIGHEST) + sq[None, :]
-  d2 = jnp.where(jnp.eye(x.shape[0], dtype=bool), 0.0, jnp.maximum(d2, 0.0))
-  return jnp.sqrt(d2)
+  """Euclidean distances [B, B] between rows of x [B, D] (cross_distances(x, x)) with an exact 0 on
+  the diagonal (the expansion leaves ~1e-3 after sqrt)."""
+  return jnp.where(jnp.eye(x.shape[0], dtype=bool), 0.0, cross_distances(x, x))
 
 
 def kth_distance(candidates: jax.Array, reference: jax.Array, k: int) -> jax.Array:
   """candidates [..., D], reference [M, D] -> the distance from each candidate to its k-th nearest
-  reference row [...] (the same expansion as pairwise_distances, floored at 0)."""
-  sq = lambda x: jnp.sum(jnp.square(x), -1)
-  d2 = sq(candidates)[..., None] - 2.0 * jnp.matmul(candidates, reference.T, precision=HIGHEST) + sq(reference)
-  return jnp.sqrt(jnp.maximum(-jax.lax.top_k(-d2, k)[0][..., -1], 0.0))
+  reference row [...] (cross_distances' expansion)."""
+  flat = candidates.reshape(-1, candidates.shape[-1])
+  d = cross_distances(flat, reference).reshape(candidates.shape[:-1] + (reference.shape[0],))
+  return -jax.lax.top_k(-d, k)[0][..., -1]
 
 
 def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: float = 0.0,
-                    running_mean: RunningMean | None = None) -> jax.Array | tuple[jax.Array, RunningMean]:
-  """Intrinsic reward [..., B] for features [..., B, D]: each batch of B points among themselves
-  (treated as constants: no gradient flows).
+                    running_mean: RunningMean | None = None,
+                    reference: jax.Array | None = None) -> jax.Array | tuple[jax.Array, RunningMean]:
+  """Intrinsic reward [..., B] for features [..., B, D]: each batch of B points among themselves, or,
+  given `reference` [..., M, D], each point among the reference's M points.
 
-  1. distances to all points of the batch, the point itself included (distance 0);
+  1. distances to all points of the batch, the point itself included (distance 0), or to the
+     reference's points;
   2. the k smallest per row;
   3. if `running_mean` is given: update it once with the kept distances of every batch (the k-th
      only when average=False), then divide them by it (a mean of 0, when every kept distance is 0,
@@ -65,18 +78,25 @@ def particle_reward(features: jax.Array, k: int, *, average: bool = True, clip: 
   4. max(d - clip, 0);
   5. mean over the k (average=True) or the k-th distance alone;
   6. log(1 + .).
-  Returns the reward, or (reward, updated running mean) when `running_mean` is given.
+  Differentiable in features and reference (a point's zero distance to itself has gradient 0; the
+  running mean is a constant): the APT agent passes detached features, the gradient explorer
+  (palmup.gradient_explorer) differentiates through it. Returns the reward, or (reward, updated
+  running mean) when `running_mean` is given.
   """
-  if not 1 <= k <= features.shape[-2]:
-    raise ValueError(f"k must be in [1, batch size {features.shape[-2]}], got {k}")
-  distances = jnp.vectorize(pairwise_distances, signature="(b,d)->(b,b)")
-  dist = distances(jax.lax.stop_gradient(features).astype(jnp.float32))
+  points = features.shape[-2] if reference is None else reference.shape[-2]
+  if not 1 <= k <= points:
+    raise ValueError(f"k must be in [1, {'batch' if reference is None else 'reference'} size {points}], got {k}")
+  x = features.astype(jnp.float32)
+  if reference is None:
+    dist = jnp.vectorize(pairwise_distances, signature="(b,d)->(b,b)")(x)
+  else:
+    dist = jnp.vectorize(cross_distances, signature="(b,d),(m,d)->(b,m)")(x, reference.astype(jnp.float32))
   knn = -jax.lax.top_k(-dist, k)[0]  # [..., B, k], ascending
   if not average:
     knn = knn[..., -1:]
   new_mean = None
   if running_mean is not None:
-    new_mean = running_mean.update(knn)
+    new_mean = running_mean.update(jax.lax.stop_gradient(knn))
     knn = knn / jnp.where(new_mean.mean > 0, new_mean.mean, 1.0)
   reward = jnp.log1p(jnp.mean(jnp.maximum(knn - clip, 0.0), axis=-1))
   return reward if running_mean is None else (reward, new_mean)

@@ -26,6 +26,8 @@ critic loss (its bootstrap frame would belong to another episode).
 TD3 (config.td3): target actor, actor and target updates every config.policy_delay steps.
 config.standardize: actor and critic see the features standardised per dimension over the batch
 (the envs when acting, the replayed batch when updating), i.e. how a frame differs from the others.
+config.standardize_reward: the n-step rewards standardised over the replayed batch (zero mean, unit std),
+so their scale no longer depends on the feature space's (against SAC's temperature and target entropy).
 config.center_actions: the actor's pre-tanh output is centred over the same batch, so no action
 direction is shared by all envs. Measured reason (T4): without it DDPG follows a critic gradient
 dQ/da that is nearly the same for every state, and the policy herds every env one way.
@@ -201,7 +203,7 @@ class ActorCritic:
     out = self.actor.apply(state.actor, self.inputs(features))
     return jnp.tanh(out[0]) if self.sac else out
 
-  def _sample(self, params, h, key, std):
+  def sample(self, params, h, key, std):
     """(actions [B, A] in [-1, 1], log-probabilities [B]) at actor inputs h: DDPG's mean plus
     clipped noise, straight-through clamped (log-probability 0), or a squashed-Gaussian sample."""
     if not self.sac:
@@ -217,7 +219,7 @@ class ActorCritic:
     config.seed_steps steps, then the actor's mean plus unclipped noise, clamped to [-1, 1]."""
     k_noise, k_seed = jax.random.split(key)
     if self.sac:
-      policy = self._sample(state.actor, self.inputs(features), k_noise, 0.0)[0]
+      policy = self.sample(state.actor, self.inputs(features), k_noise, 0.0)[0]
     else:
       mean = self.policy(state, features)
       policy = jnp.clip(mean + self.std(step) * jax.random.normal(k_noise, mean.shape), -1.0, 1.0)
@@ -230,6 +232,7 @@ class ActorCritic:
     its batch mean)."""
     c = self.apt_config
     kwargs = dict(average=c.average, clip=c.clip)
+    features = jax.lax.stop_gradient(features)  # the representation is detached from RL
     if c.running_mean:
       return apt.particle_reward(features, c.k, running_mean=reward_mean, **kwargs)
     return apt.particle_reward(features, c.k, **kwargs), reward_mean
@@ -263,6 +266,23 @@ class ActorCritic:
       return jnp.zeros(features.shape[0])
     return self.reward(features, apt.RunningMean.init())[0]
 
+  def critic_diagnostics(self, critic, h, q, target, valid, key, actions: int = 8) -> dict[str, jax.Array]:
+    """Whether the critic separates actions, at critic inputs h [B, O] with its Q1 [B] of the taken
+    actions and their targets [B] (valid [B]: the sequences the loss counts):
+      q_spread_actions  std of Q1 over `actions` uniform actions at one state, averaged over states:
+                        what the actor can climb (0: every action looks alike);
+      q_spread_states   std over states of Q1 averaged over those actions: what the state decides;
+      td_error          root mean square of Q1 - target; target_std: the targets' std over the batch
+                        (td_error near target_std: the critic explains none of the target's variance)."""
+    a = jax.random.uniform(jax.random.fold_in(key, 7), (actions,) + (h.shape[0], self.action_dim), minval=-1.0,
+                           maxval=1.0)
+    q_any = jax.vmap(lambda act: self.critic.apply(critic, h, act)[0])(a)  # [actions, B]
+    count = jnp.maximum(jnp.sum(valid), 1.0)
+    mean = lambda x: jnp.sum(valid * x) / count
+    return {"q_spread_actions": jnp.mean(jnp.std(q_any, axis=0)), "q_spread_states": jnp.std(jnp.mean(q_any, axis=0)),
+            "td_error": jnp.sqrt(mean(jnp.square(q - target))),
+            "target_std": jnp.sqrt(mean(jnp.square(target - mean(target))))}
+
   def update(self, state: AgentState, features, action, first, novelty, key, step, observed=None):
     """One actor-critic update from detached features [B, n+1, D] of replayed frames (what the batch
     reward reads), the actions [B, A] taken at frame 0, first [B, n+1], the stored novelty [B, n+1]
@@ -271,13 +291,15 @@ class ActorCritic:
     n = features.shape[1] - 1
     k_next, k_pi = jax.random.split(key)
     reward, reward_mean = self.nstep_rewards(features, novelty, state.reward_mean)
+    if c.standardize_reward:  # zero mean, unit std over the batch: the reward's scale against SAC's temperature
+      reward = (reward - jnp.mean(reward)) / (jnp.std(reward) + 1e-8)
     ret = jnp.sum(reward * c.discount ** jnp.arange(reward.shape[1]), axis=1)
     std = self.std(step)
     observed = jnp.stack([features[:, 0], features[:, n]], axis=1) if observed is None else observed
     h0, hn = self.inputs(observed[:, 0]), self.inputs(observed[:, 1])
     alpha = jnp.exp(state.log_alpha) if self.sac else 0.0
     next_actor = state.actor_target if c.td3 else state.actor
-    next_action, next_log_prob = self._sample(next_actor, hn, k_next, std)
+    next_action, next_log_prob = self.sample(next_actor, hn, k_next, std)
     q1_next, q2_next = self.critic.apply(state.critic_target, hn, next_action)
     soft_value = jnp.minimum(q1_next, q2_next) - alpha * next_log_prob
     target = jax.lax.stop_gradient(ret + c.discount ** n * soft_value)
@@ -286,14 +308,14 @@ class ActorCritic:
     def critic_loss(params):
       q1, q2 = self.critic.apply(params, h0, action)
       err = jnp.square(q1 - target) + jnp.square(q2 - target)
-      return jnp.sum(valid * err) / jnp.maximum(jnp.sum(valid), 1.0), jnp.mean(q1)
+      return jnp.sum(valid * err) / jnp.maximum(jnp.sum(valid), 1.0), q1
 
-    (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
+    (c_loss, q1), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
     c_updates, critic_opt = self.optimizer.update(c_grads, state.critic_opt)
     critic = optax.apply_updates(state.critic, c_updates)
 
     def actor_loss(params):
-      sample, log_prob = self._sample(params, h0, k_pi, std)
+      sample, log_prob = self.sample(params, h0, k_pi, std)
       q1, q2 = self.critic.apply(critic, h0, sample)
       return jnp.mean(alpha * log_prob - jnp.minimum(q1, q2)), log_prob
 
@@ -317,7 +339,8 @@ class ActorCritic:
     actor_target = when_acting(polyak(state.actor_target, actor), state.actor_target)
     new = AgentState(actor, critic, actor_target, critic_target, actor_opt, critic_opt, reward_mean,
                      state.updates + 1, log_alpha, alpha_opt)
-    metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "q_target": jnp.mean(target),
+    metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "q": jnp.mean(q1), "q_target": jnp.mean(target),
+               **self.critic_diagnostics(state.critic, h0, q1, target, valid, key),
                "dq_da_norm": jnp.mean(jnp.linalg.norm(dq_da, axis=-1)),
                "dq_da_cosine": action_stats(dq_da)["cosine"], "intrinsic_reward": jnp.mean(reward),
                "intrinsic_reward_std": jnp.std(reward), "exploration_std": std}

@@ -104,6 +104,11 @@ class Learner:
     x = obs if jnp.issubdtype(obs.dtype, jnp.floating) else transforms.to_float(obs)
     return jax.lax.stop_gradient(self.apply(params, x)[0])
 
+  def encode(self, params, images) -> jax.Array:
+    """float images [B, H, W, C] in [-1, 1] -> encoder features [B, D], differentiable in the images
+    and never in the parameters (the gradient explorer's path through the encoder)."""
+    return self.apply(jax.lax.stop_gradient(params), images)[0]
+
   def update(self, state: LearnerState, view_a, view_b, labels, valid):
     """One step on NT-Xent(view_a, view_b) + the probe's cross-entropy on view_a's labels.
     -> (state, metrics, (features of view_a, of view_b) [B, D] each: the encoder's output at the

@@ -6,10 +6,14 @@
 `lax.scan` over `train.chunk_steps` fused steps, jitted once with data-parallel shardings
 (palmup.sharding). One step (its parts, as functions: `step_parts`):
 
-    act (APT actor on detached features | novelty planner | uniform random)  ->  env step (vmapped)
-    ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
+    act (APT actor on detached features | gradient explorer's actor | novelty planner | uniform random)
+    ->  env step (vmapped)  ->  replay add (o_t, y_t, a_t, first_t)  ->  replay sample (B sequences of L frames)
     ->  learner update (NT-Xent on (o_0, o_offset), episode crossings masked)
-    ->  agent update (SAC or DDPG on APT rewards of the same sequences, features detached)
+    ->  agent update (APT: SAC or DDPG on APT rewards of the same sequences, features detached;
+        gradient: the actor's step along the particle reward's gradient through the world)
+
+explorer = "gradient" (palmup.gradient_explorer) trains an actor by the analytic gradient of APT's
+particle reward of the next frame, through the transition, the generator and the encoder's input.
 
 explorer = "novelty" acts by one step of lookahead through the known world (palmup.planner): each
 env takes, of planner.candidates uniform actions, the one whose simulated next frame is farthest
@@ -52,13 +56,14 @@ from palmup.errors import UserError
 from palmup.env import LATENT_SPACES, EnvParams, EnvState, LatentEnv, make_env, params_from_config
 from palmup.evaluators import exploration
 from palmup.explorer import ActorCritic, AgentState, action_stats
+from palmup.gradient_explorer import GradientActorState, GradientExplorer
 from palmup.learner import AUGMENT_MODES, DTYPES, Learner, LearnerState, contrastive_views, view
 from palmup.nn import conv
 from palmup.nn.encoders import ENCODERS
 from palmup.planner import NoveltyPlanner
 from palmup.replay import STORAGES, Replay
 
-EXPLORERS = ("apt", "novelty", "random", "static")
+EXPLORERS = ("apt", "gradient", "novelty", "random", "static")
 STATIC_VIEWS = {"single": ("only",), "latent": ("none", "add")}  # explorer=static: views -> valid learner.augment
 APT_REFERENCES = ("batch", "population")  # apt.reference: whose frames a frame's kNN are among
 NSTEP_REWARDS = ("sum", "first")  # apt.nstep_reward: which frames' rewards make the n-step reward
@@ -71,11 +76,12 @@ AGENT_OBSERVES = ("features", "latent", "both")
 @flax.struct.dataclass
 class PretrainState:
   """Everything a run carries between steps (and checkpoints). env_state/obs/buffer are None for
-  the static baseline, agent is None unless explorer = "apt"."""
+  the static baseline; agent is the learned explorer's state (APT's AgentState, the gradient
+  explorer's GradientActorState), None for the others."""
   step: jax.Array
   key: jax.Array
   learner: LearnerState
-  agent: AgentState | None
+  agent: AgentState | GradientActorState | None
   env_state: EnvState | None
   obs: jax.Array | None
   buffer: object
@@ -131,6 +137,13 @@ def validate(config, device_count: int | None = None):
              f"<= min(log.stats_envs, num_envs) = {stats_envs} (the logged APT objective, and with "
              "apt.reference='population' the reward, take neighbours among the envs)")
   config_checks.positive(config, "agent.seed_steps", allow_zero=True)
+  config_checks.positive(config, "agent.updates_per_step")
+  if config.explorer == "gradient":
+    config_checks.one_of(config, "gradient.observe", AGENT_OBSERVES)
+    config_checks.one_of(config, "gradient.reference", APT_REFERENCES)
+    for key in ("gradient.lr", "gradient.hidden", "gradient.feature_dim"):
+      config_checks.positive(config, key)
+  config_checks.one_of(config, "agent.standardize_reward", (False, True))
   config_checks.positive(config, "planner.candidates")
   config_checks.require(1 <= config.planner.k <= config.num_envs, "planner.k", config.planner.k,
              f"in [1, num_envs={config.num_envs}] (neighbours among the envs' current frames)")
@@ -263,7 +276,7 @@ def make_pretrain(config, mesh=None):
 
 
 def step_parts(config, world: World, mesh=None) -> dict:
-  """The pure functions one step of the loop composes (explorer apt, novelty or random), as `chunk`
+  """The pure functions one step of the loop composes (explorer apt, gradient, novelty or random), as `chunk`
   calls them, so each can be jitted and timed alone (benchmarks/pretrain_loop.py); they close over
   `world` (constants of a part's program, which is fine for timing a part). act, env_stats and add
   each encode the envs' current frames themselves (Loop.current_features), which a loop step does
@@ -276,6 +289,8 @@ def step_parts(config, world: World, mesh=None) -> dict:
     sample(buffer, key) -> Sequences [batch, L, ...], split over the mesh along the batch
     learn(learner_state, seq, key) -> (learner_state, metrics, pairs uint8 [2, P, H, W, C], encoded)
     agent_update(agent_state, params, seq, key, step, encoded) -> (agent_state, metrics)   (apt only)
+    gradient_play(state, key) -> (action, env_state, obs, agent_state, metrics): the gradient
+        explorer's act, env step and actor update in one pass, in place of act and env_step
     visits(state) -> the judge's outputs on the envs' frames, with labels and latents (with a judge)
 
   `encoded` is {frame index: detached features [B, D]} of the sampled frames the learner has
@@ -291,6 +306,9 @@ def step_parts(config, world: World, mesh=None) -> dict:
                env_step=loop.env_step, sample=loop.sample, learn=loop.learn)
   if loop.agent is not None:
     parts["agent_update"] = loop.agent_update
+  if loop.gradient is not None:  # acts and steps the envs itself
+    del parts["act"], parts["env_step"]
+    parts["gradient_play"] = with_features(loop.gradient_play)
   if world.judge is not None:
     parts["visits"] = loop.visits
   return parts
@@ -315,13 +333,21 @@ class Loop:
   agent: ActorCritic | None
   replay: Replay | None
   planner: NoveltyPlanner | None
+  gradient: GradientExplorer | None
 
   @classmethod
   def make(cls, config, world: World, mesh=None) -> "Loop":
     mesh = mesh or sharding.make_mesh()
     learner, agent, replay = build(config, world, mesh.devices.flat[0].platform)
     planner = NoveltyPlanner(world.env, world.env_params, config.planner) if config.explorer == "novelty" else None
-    return cls(config, world, mesh, learner, agent, replay, planner)
+    gradient = (GradientExplorer(config.gradient, config.apt, world.env.latent_dim, config.replay.batch_size)
+                if config.explorer == "gradient" else None)
+    return cls(config, world, mesh, learner, agent, replay, planner, gradient)
+
+  @property
+  def actor(self) -> ActorCritic | GradientExplorer | None:
+    """The learned explorer whose state is PretrainState.agent: APT's agent or the gradient explorer."""
+    return self.agent or self.gradient
 
   @property
   def env(self) -> LatentEnv:
@@ -361,9 +387,10 @@ class Loop:
     return self.learner.features(state.learner.params, state.obs)
 
   def observed(self, features, z, labels):
-    """What APT's actor and critic see (agent.observe) of frames with learner features [..., D],
+    """What the learned explorer's networks see (agent.observe for APT's actor and critic,
+    gradient.observe for the gradient explorer's actor) of frames with learner features [..., D],
     latents z [..., d] and labels [...]: the features, env.markov_state(z, labels), or both."""
-    observe = self.config.agent.observe
+    observe = (self.config.gradient if self.gradient is not None else self.config.agent).observe
     if observe == "features":
       return features
     markov = self.env.markov_state(z, labels)
@@ -378,8 +405,8 @@ class Loop:
     stats.update({f"action_{k}": v for k, v in action_stats(action).items()})
     rows = self.stats_rows(features)
     stats["apt_objective"] = jnp.mean(apt.particle_reward(rows, self.config.apt.k, average=self.config.apt.average))
-    if self.agent is not None:
-      policy = self.agent.policy(state.agent, self.observed(features, state.env_state.z, state.env_state.label))
+    if self.actor is not None:
+      policy = self.actor.policy(state.agent, self.observed(features, state.env_state.z, state.env_state.label))
       stats.update({f"policy_{k}": v for k, v in action_stats(policy).items()})
     return stats
 
@@ -392,12 +419,12 @@ class Loop:
 
   def act(self, state: PretrainState, key, features):
     """Actions [num_envs, d] of the explorer; features: current_features(state) (unused by random)."""
-    if self.planner is None and self.agent is None:
+    if self.planner is None and self.actor is None:
       return self.random_actions(key)
     if self.planner is not None:
       encode = functools.partial(self.learner.features, state.learner.params)
       return self.planner.act(key, state.env_state, encode, features)
-    return self.agent.act(state.agent, self.observed(features, state.env_state.z, state.env_state.label), key,
+    return self.actor.act(state.agent, self.observed(features, state.env_state.z, state.env_state.label), key,
                           state.step)
 
   def add(self, state: PretrainState, action, features):
@@ -408,9 +435,15 @@ class Loop:
     return self.replay.add(state.buffer, self.replay.item(state.obs, state.env_state, action, first, novelty))
 
   def env_step(self, state: PretrainState, action, key):
-    step = jax.vmap(self.env.step, (0, 0, 0, None))
-    obs, env_state, *_ = step(jax.random.split(key, self.num_envs), state.env_state, action, self.env_params)
-    return env_state, obs
+    """-> (env_state, obs uint8 [num_envs, H, W, C]) after one step of every env."""
+    images, env_state = self.env_step_images(state, action, key)
+    return env_state, transforms.to_uint8(images)
+
+  def env_step_images(self, state: PretrainState, action, key):
+    """-> (float images [num_envs, H, W, C] in [-1, 1], differentiable in action; env_state)."""
+    step = jax.vmap(self.env.step_images, (0, 0, 0, None))
+    images, env_state, *_ = step(jax.random.split(key, self.num_envs), state.env_state, action, self.env_params)
+    return images, env_state
 
   def play(self, state: PretrainState, action, key, features):
     """Adds (o_t, y_t, a_t, first_t) and steps every env; -> (env_state, obs, buffer)."""
@@ -455,6 +488,35 @@ class Loop:
     return self.agent.update(agent_state, features, seq.action[:, 0], seq.first[:, :n + 1],
                              seq.novelty[:, :n + 1], k_update, step, observed)
 
+  def agent_updates(self, agent_state: AgentState, params, buffer, seq, key, step, encoded):
+    """agent.updates_per_step agent updates (`agent_update`): the first on the learner's sequences,
+    reusing the frames it encoded, each other on a batch of its own replayed from `buffer`. -> (agent
+    state, metrics averaged over the updates)."""
+    agent_state, metrics = self.agent_update(agent_state, params, seq, key, step, encoded)
+    extra = self.config.agent.updates_per_step - 1
+    if not extra:
+      return agent_state, metrics
+
+    def another(agent_state, k):
+      k_sample, k_update = jax.random.split(k)
+      return self.agent_update(agent_state, params, self.sample(buffer, k_sample), k_update, step, {})
+
+    keys = jax.random.split(jax.random.fold_in(key, 1), extra)
+    agent_state, more = jax.lax.scan(another, agent_state, keys)
+    return agent_state, jax.tree.map(lambda first, rest: (first + jnp.sum(rest, 0)) / (extra + 1), metrics, more)
+
+  def gradient_play(self, state: PretrainState, key, features):
+    """The gradient explorer acts, steps every env and updates its actor in one pass: the actor's
+    gradient is of the particle reward of the frames the envs reach, through the step's own render and
+    the encoder at the parameters the step began with (palmup.gradient_explorer). features:
+    current_features(state). -> (action, env_state, obs uint8, agent state, metrics)."""
+    env_state = state.env_state
+    step = lambda action: self.env_step_images(state, action, key)
+    encode = functools.partial(self.learner.encode, state.learner.params)
+    observed = self.observed(features, env_state.z, env_state.label)
+    action, images, env_state, agent_state, metrics = self.gradient.play(state.agent, observed, step, encode)
+    return action, env_state, transforms.to_uint8(images), agent_state, metrics
+
   def contrastive_views(self, key, obs, first, offset):
     """palmup.learner.contrastive_views of sequences obs [B, L, ...] at the config's augmentation."""
     learner_config = self.config.learner
@@ -472,11 +534,12 @@ class Loop:
     env, learner = self.env, self.learner
     learner_state = learner.init(k_learn, env.observation_shape)
     agent_state = None
-    if self.agent is not None:
+    if self.actor is not None:
       features = jax.eval_shape(learner.features, learner_state.params,
                                 jnp.zeros((1,) + env.observation_shape, jnp.uint8))
       observed = jax.eval_shape(self.observed, features, jnp.zeros((1, env.latent_dim)), jnp.zeros((1,), jnp.int32))
-      agent_state = self.agent.init(k_agent, observed.shape[-1])
+      sizes = (observed.shape[-1],) if self.agent is not None else (observed.shape[-1], features.shape[-1])
+      agent_state = self.actor.init(k_agent, *sizes)
     state = PretrainState(jnp.zeros((), jnp.int32), key, learner_state, agent_state, None, None, None)
     if self.replay is None:
       return state
@@ -530,19 +593,27 @@ class Loop:
   def play_step(self, state: PretrainState, key):
     k_act, k_env, k_sample, k_views, k_agent = jax.random.split(key, 5)
     features = self.current_features(state)  # once, for the actor, the statistics and the stored novelty
-    action = self.act(state, k_act, features)
-    metrics = self.play_stats(state, action, features)
+    agent_state, metrics = state.agent, {}
+    if self.gradient is None:
+      action = self.act(state, k_act, features)
+    else:  # acts, steps the envs and updates its actor in one pass
+      action, env_state, obs, agent_state, metrics = self.gradient_play(state, k_env, features)
+    metrics.update(self.play_stats(state, action, features))
     visited = self.visits(state)
     trajectory = state.obs[:self.show_envs]
-    env_state, obs, buffer = self.play(state, action, k_env, features)
+    if self.gradient is None:
+      env_state, obs, buffer = self.play(state, action, k_env, features)
+    else:
+      buffer = self.add(state, action, features)
     seq = self.sample(buffer, k_sample)
     learner_state, learner_metrics, pairs, encoded = self.learn(state.learner, seq, k_views)
     metrics.update(learner_metrics)
-    agent_state = state.agent
     if self.agent is not None:
-      agent_state, agent_metrics = self.agent_update(state.agent, state.learner.params, seq, k_agent, state.step,
-                                                     encoded)
+      agent_state, agent_metrics = self.agent_updates(state.agent, state.learner.params, buffer, seq, k_agent,
+                                                      state.step, encoded)
       metrics.update(agent_metrics)
+    if self.gradient is not None:  # the next step's reference (apt.reference = "batch")
+      agent_state = self.gradient.remember(agent_state, encoded[0])
     state = state.replace(learner=learner_state, agent=agent_state, env_state=env_state, obs=obs, buffer=buffer)
     return state, metrics, {"trajectory": trajectory, "pairs": pairs}, visited
 

@@ -116,16 +116,22 @@ class LatentEnv(flax.struct.PyTreeNode):
   def observation_shape(self) -> tuple[int, int, int]:
     return (self.obs_size, self.obs_size, self.generator.image_shape[2])
 
-  def decode(self, z: jax.Array, label: jax.Array) -> jax.Array:
-    """z[..., d] (a latent of latent_space), label[...] -> uint8 observations [..., obs_size, obs_size, C]."""
+  def render(self, z: jax.Array, label: jax.Array) -> jax.Array:
+    """z[..., d] (a latent of latent_space), label[...] -> float images [..., obs_size, obs_size, C]
+    in [-1, 1], not quantised: differentiable in z (the gradient explorer's path through the world)."""
     batch = z.shape[:-1]
     z, label = z.reshape(-1, z.shape[-1]), label.reshape(-1)
     if self.latent_space == "w":
       images = self.generator.synthesize(self.generator_params, z + self.generator.w_avg(self.generator_params))
     else:
       images = self.generator.apply(self.generator_params, z, label)
-    obs = transforms.to_uint8(transforms.resize(images, self.obs_size))
-    return obs.reshape(batch + obs.shape[1:])
+    images = jnp.clip(transforms.resize(images, self.obs_size), -1.0, 1.0)
+    return images.reshape(batch + images.shape[1:])
+
+  def decode(self, z: jax.Array, label: jax.Array) -> jax.Array:
+    """z[..., d] (a latent of latent_space), label[...] -> uint8 observations [..., obs_size, obs_size, C]:
+    render's images, quantised."""
+    return transforms.to_uint8(self.render(z, label))
 
   def markov_state(self, z: jax.Array, labels: jax.Array) -> jax.Array:
     """The env's Markov state as an agent input [..., latent_dim + num_classes]: the latent as the
@@ -161,6 +167,12 @@ class LatentEnv(flax.struct.PyTreeNode):
 
   def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
     """-> (obs, state, reward, terminated, truncated, info); one decode per call."""
+    images, *rest = self.step_images(key, state, action, params)
+    return (transforms.to_uint8(images), *rest)
+
+  def step_images(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
+    """`step` with the observation as `render`'s float image in [-1, 1], not quantised: differentiable
+    in the action (a truncated episode's fresh first frame does not depend on it)."""
     k_noise, k_label, k_reset = jax.random.split(key, 3)
     label = jnp.where(params.resample_class_each_step,
                       jax.random.randint(k_label, (), 0, self.num_classes), state.label)
@@ -169,6 +181,6 @@ class LatentEnv(flax.struct.PyTreeNode):
     truncated = t >= params.episode_length
     fresh = self._initial(k_reset, params, state.episode + 1)
     state = jax.tree.map(lambda a, b: jnp.where(truncated, a, b), fresh, EnvState(z, label, t, state.episode))
-    obs = self.decode(state.z, state.label)
+    images = self.render(state.z, state.label)
     info = {"episode": state.episode, "t": state.t, "label": state.label}
-    return obs, state, jnp.zeros(()), jnp.zeros((), bool), truncated, info
+    return images, state, jnp.zeros(()), jnp.zeros((), bool), truncated, info
