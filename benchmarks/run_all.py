@@ -28,6 +28,7 @@ import apt_reward
 import benchlib
 import compile_time
 import env_throughput
+import explorer_cost
 import learner_budget
 import learner_flops
 import pretrain_loop
@@ -39,7 +40,7 @@ import stylegan2ada_forward
 # In run order: compile first, so it times the chunk's first compilation, which loop then reuses.
 BENCHMARKS = {"compile": compile_time, "env": env_throughput, "learner": learner_flops, "budget": learner_budget,
               "reward": apt_reward,
-              "loop": pretrain_loop, "replay": replay_storage, "stylegan2ada": stylegan2ada_forward,
+              "loop": pretrain_loop, "explorers": explorer_cost, "replay": replay_storage, "stylegan2ada": stylegan2ada_forward,
               "flops": step_flops,
               "scaling": scaling}
 

@@ -23,6 +23,8 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
                   and random actions with env.action_weight 0.9, where the action decides a quarter
                   of the planner's novelty instead of 4-7% (T4's controllability), temporal pairs
   novelty         the planner at the default dynamics
+  gradient        the gradient explorer (palmup.gradient_explorer: an actor trained by the particle
+                  reward's gradient through the world; it explores more than random actions in T4)
   random_encoder  the same encoder at random initialisation (a floor)
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
@@ -64,6 +66,7 @@ METHODS = {
     "novelty_w0.9": {"explorer": "novelty", "env.action_weight": 0.9},
     "random_actions_w0.9": {"explorer": "random", "env.action_weight": 0.9},
     "novelty": {"explorer": "novelty"},
+    "gradient": {"explorer": "gradient"},
 }
 SCALE = {  # seeds, pretraining steps, probe datasets
     "tiny": (1, 6, ("digits",)),
@@ -71,6 +74,10 @@ SCALE = {  # seeds, pretraining steps, probe datasets
     "full": (3, common.FULL_PRETRAIN["train.steps"], ("fashion_mnist", "mnist5k", "digits")),
 }
 SHOTS = "10"
+# The methods the tables test every other method against, with their titles.
+REFERENCES = {"palm": "Palm", "palm_aug": "Palm with augmentation (`learner.augment=add`, the main job's default)",
+              "random_actions": "Random actions (temporal pairs, no augmentation)",
+              "gradient": "The gradient explorer (temporal pairs, no augmentation)"}
 
 
 def best_sigma(results) -> float | None:
@@ -233,6 +240,10 @@ def main():
   def write(results, shots, sigma):
     common.write_json(args.workdir / "results.json", {"shots": shots, "seeds": seeds, "best_sigma": sigma,
                                                        "results": results})
+    if args.methods and not args.keep_from:  # a table of these methods (and what else has runs), with the floors
+      held = lambda m: any(v for by_k in results[m].values() for v in by_k.values())
+      results = {m: v for m, v in results.items()
+                 if m in args.methods or m in ("random_encoder", "raw_pixels") or held(m)}
     plot(results, shots, args.workdir / "t1_vision_transfer.png")
     latent = f"genrep_latent_s{sigma}"
     against_latent = ("" if sigma is None else f"\n{latent} (the sweep's best sigma) minus each method:\n\n"
@@ -249,12 +260,10 @@ def main():
                          + (f" The cells that {args.keep_from} holds are taken from it as they are (its own header and "
                             "history say how they were made); this command probed the rest." if args.keep_from else "")
                          + "\n\n" + table(results, shots, seeds)
-                         + resume + "\nPalm minus each method (points) and the two-sided p of Welch's t-test over seeds "
-                         "(against raw pixels, one value: a one-sample test):\n\n" + tests_against(results, shots)
-                         + "\nPalm with augmentation (`learner.augment=add`, the main job's default) minus each method:\n\n"
-                         + tests_against(results, shots, "palm_aug")
-                         + "\nRandom actions (temporal pairs, no augmentation) minus each method:\n\n"
-                         + tests_against(results, shots, "random_actions")
+                         + resume + "".join(f"\n{title} minus each method (points) and the two-sided p of Welch's t-test "
+                                            "over seeds (against raw pixels, one value: a one-sample test):\n\n"
+                                            + tests_against(results, shots, ref) for ref, title in REFERENCES.items()
+                                            if ref in results)
                          + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
   kept = json.loads(args.keep_from.read_text())["results"] if args.keep_from else None

@@ -10,8 +10,9 @@ the n - 1 further steps of its n-step return. Measured there, with the run's own
 
   reward    the agent's reward of f_1: the particle reward (palmup.apt.particle_reward with the
             run's k, clip, average and running mean) of f_1's learner features among the features
-            of a batch replayed from the run's buffer (the frame is not one of the batch's: its k
-            nearest are all others);
+            of a batch replayed from the run's buffer (apt.reference = "batch"; the frame is not one
+            of the batch's: its k nearest are all others), or among the N envs' frames of the same
+            step, every env having tried the same candidate index ("population");
   target    the critic's n-step target y = R + gamma^n (min Q_target(f_n, a') - alpha log pi(a'|f_n)),
             R as the run computes it (apt.nstep_reward: "first" is r(f_0), which no action changes);
   Q         min(Q1, Q2)(f_0, a): what the critic says of each action.
@@ -91,7 +92,12 @@ def measure(run: Path, actions: int, noises: int, seed: int = 0) -> dict:
   seq = jax.jit(loop.sample)(state.buffer, k_batch)
   batch = encode(seq.obs[:, 0], k_views)  # the reward's reference: the replayed batch's frames 0
 
-  def reward(features):  # the agent's reward of frames [..., D] among the replayed batch
+  def reward(features):
+    """The agent's reward of frames [N, ...A, D]: among the replayed batch (apt.reference = "batch"),
+    or among the N envs' frames of the same step and candidate ("population"; no running mean)."""
+    if c.apt.reference == "population":
+      moved = jnp.moveaxis(features, 0, -2)  # [...A, N, D]: one population per candidate
+      return jnp.moveaxis(apt.particle_reward(moved, c.apt.k, average=c.apt.average, clip=c.apt.clip), -1, 0)
     kwargs = dict(average=c.apt.average, clip=c.apt.clip, reference=batch)
     if c.apt.running_mean:  # the run's running mean, held (its update is discarded)
       return apt.particle_reward(features, c.apt.k, running_mean=state.agent.reward_mean, **kwargs)[0]

@@ -78,9 +78,9 @@ SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, sett
          "full": (3, list(SETTINGS), {})}
 
 
-def after_seed_phase(run: Path, window: tuple[int, int] | None = None) -> dict[str, float]:
-  """{metric: mean over the chunks that start after the run's seed phase} of one run; with a window
-  (lo, hi), only over those chunks within steps (lo, hi] ({} if the run has none there)."""
+def after_seed_phase(run: Path, window: tuple[int, int] | None = None, metrics=METRICS) -> dict[str, float]:
+  """{metric: mean over the chunks that start after the run's seed phase} of one run, for `metrics`;
+  with a window (lo, hi), only over those chunks within steps (lo, hi] ({} if the run has none there)."""
   spec = json.loads((run / "config.json").read_text())
   seed_steps, chunk = spec["agent"]["seed_steps"], spec["train"]["chunk_steps"]
   rows = workdirs.read_metrics(run)
@@ -89,7 +89,7 @@ def after_seed_phase(run: Path, window: tuple[int, int] | None = None) -> dict[s
     rows = [r for r in after if r["step"] - chunk >= window[0] and r["step"] <= window[1]]
   else:
     rows = after or rows[-1:]
-  return {m: float(np.mean([r[m] for r in rows])) for m in METRICS if rows and m in rows[0]}
+  return {m: float(np.mean([r[m] for r in rows])) for m in metrics if rows and m in rows[0]}
 
 
 def summarise(runs: dict[tuple[str, str], list[Path]], windows: dict[str, tuple[int, int]] | None = None) -> dict:

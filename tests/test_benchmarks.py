@@ -22,6 +22,7 @@ FIGURES = {
     "learner": {"learner_over_matmul"},
     "reward": {"reward_over_distance_matmul"},
     "loop": {"loop_over_parts"},
+    "explorers": {"apt_over_random", "gradient_over_random", "novelty_over_random"},
     "replay": {"latents_over_pixels_bytes", "pixels_sample_over_gather", "latents_sample_over_decode"},
     "stylegan2ada": {"fused_over_nonfused_seconds[tiny]", "nonfused_over_matmul_flops[tiny]"},
     "budget": {"half_width_over_config", "obs_24_over_config", "half_width_obs_24_over_config"},

@@ -4,6 +4,7 @@ import importlib
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from palmup import configs, workdirs
@@ -218,3 +219,20 @@ def test_t1_pixel_verdicts_compare_only_cells_probed_beside_the_pixels():
   assert "palm on digits" in verdicts and "random_encoder" not in verdicts  # below pixels; never probed
   results["raw_pixels"] = cells(0.5)
   assert t1.pixel_verdicts(results, "10") == "Every method probed beats raw pixels on every probe and dataset."
+
+
+@pytest.mark.slow  # about 3 min: two tiny pretraining runs and the diagnosis of one; `make test-slow`
+def test_t4_budget_reads_windows_of_agent_updates_and_the_diagnosis_reads_its_apt_run(tmp_path, monkeypatch):
+  budget = _main(monkeypatch, "t4_budget", "--workdir", str(tmp_path), "--scale", "tiny", "--variants",
+                 "random_actions", "apt_default")
+  assert budget.windows((4, 8), 2) == {"4": (1, 2), "8": (2, 4)}
+  text = (tmp_path / "results.md").read_text()
+  rows = [line for line in text.splitlines() if line.startswith("| 8 |")]
+  assert [r.split(" | ")[2:4] for r in rows] == [["random_actions", "1"], ["apt", "0"], ["apt_default", "1"]]
+  assert (tmp_path / "t4_budget.png").stat().st_size > 5000
+  _main(monkeypatch, "t4_diagnosis", "--workdir", str(tmp_path / "diagnosis"), "--scale", "tiny",
+        str(tmp_path / "apt_default_seed0"))
+  result = json.loads((tmp_path / "diagnosis" / "results.json").read_text())[0]
+  shares = [result["reward"][k] for k in ("state", "action", "noise")]
+  np.testing.assert_allclose(sum(shares), 1.0, rtol=1e-6)
+  assert result["updates"] == 8 and -1 <= result["critic_vs_true_cosine"] <= 1 and result["sac"]["alpha"] > 0
