@@ -10,17 +10,18 @@ import pytest
 HERE = Path(__file__).parent
 
 
-def _run(devices, out):
+def _run(devices, out, explorer):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu", PYTHONPATH=str(HERE))
-  subprocess.run([sys.executable, str(HERE / "sharded_run.py"), str(out)], env=env, check=True,
+  subprocess.run([sys.executable, str(HERE / "sharded_run.py"), str(out), explorer], env=env, check=True,
                  timeout=600, cwd=HERE.parent)
   return dict(np.load(out))
 
 
-@pytest.mark.slow  # about 60 s: 1 and 8 devices in subprocesses (test_multiprocess keeps 1 x 4 vs 2 x 2 devices in the default run); `make test-slow`
-def test_one_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
-  one, eight = _run(1, tmp_path / "one.npz"), _run(8, tmp_path / "eight.npz")
+@pytest.mark.slow  # about 60 s each: 1 and 8 devices in subprocesses (test_multiprocess keeps 1 x 4 vs 2 x 2 devices in the default run); `make test-slow`
+@pytest.mark.parametrize("explorer", ["apt", "gradient"])  # gradient: its reward's kNN span every device's envs
+def test_one_and_eight_devices_give_the_same_losses_and_parameters(tmp_path, explorer):
+  one, eight = _run(1, tmp_path / "one.npz", explorer), _run(8, tmp_path / "eight.npz", explorer)
   assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
   assert int(eight["env_shards"]) == 8  # env states really are split over the mesh
   assert one.keys() == eight.keys()
