@@ -14,7 +14,8 @@ from palmup.explorer import action_stats
 from palmup.gradient_explorer import GradientExplorer
 from palmup.learner import Learner
 
-GRADIENT = ml_collections.ConfigDict(dict(lr=3e-3, hidden=64, feature_dim=16, observe="latent", reference="population"))
+GRADIENT = ml_collections.ConfigDict(dict(lr=3e-3, hidden=64, feature_dim=16, observe="latent", reference="population",
+                                            center_actions=False))
 APT = ml_collections.ConfigDict(dict(k=4, average=True, running_mean=False, clip=0.0))
 PARAMS = EnvParams(ema=0.7, action_weight=0.5)
 

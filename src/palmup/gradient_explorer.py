@@ -23,7 +23,8 @@ with apt.k, apt.average, apt.clip and, if apt.running_mean, URLB's running mean 
       shared action that carries every env away from the batch maximises it, and the actor herds.
 
 The actor is palmup.explorer.Actor (URLB's trunk and MLP, tanh mean; gradient.hidden,
-gradient.feature_dim) on what gradient.observe names, trained by Adam at gradient.lr. It acts with
+gradient.feature_dim; with gradient.center_actions its pre-tanh output centred over the envs, so no
+direction is shared by all) on what gradient.observe names, trained by Adam at gradient.lr. It acts with
 its mean: the world's fresh noise is the only randomness. Its health is the loop's policy_*
 statistics; `explorer_reward` is J.
 """
@@ -65,7 +66,7 @@ class GradientExplorer:
   @property
   def actor(self) -> Actor:
     c = self.config
-    return Actor(self.action_dim, c.feature_dim, c.hidden)
+    return Actor(self.action_dim, c.feature_dim, c.hidden, c.center_actions)
 
   @property
   def optimizer(self):

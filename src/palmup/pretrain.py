@@ -141,6 +141,7 @@ def validate(config, device_count: int | None = None):
   if config.explorer == "gradient":
     config_checks.one_of(config, "gradient.observe", AGENT_OBSERVES)
     config_checks.one_of(config, "gradient.reference", APT_REFERENCES)
+    config_checks.one_of(config, "gradient.center_actions", (False, True))
     for key in ("gradient.lr", "gradient.hidden", "gradient.feature_dim"):
       config_checks.positive(config, key)
   config_checks.one_of(config, "agent.standardize_reward", (False, True))
