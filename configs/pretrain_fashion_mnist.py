@@ -76,9 +76,10 @@ def get_config():
   # explorer=gradient (palmup.gradient_explorer): an actor trained by the gradient of the particle reward
   # (apt.k, average, clip, running_mean) of the frames the envs reach, through the world; reference:
   # "population" (among the envs' reached frames) or "batch" (among the last replayed batch);
-  # observe as agent.observe; the defaults explored most in T4 (experiments/README.md).
-  c.gradient = dict(lr=1e-4, hidden=256, feature_dim=50, observe="latent", reference="population",
-                    center_actions=False)
+  # observe as agent.observe; center_actions: the actor's output centred over the envs (uncentred,
+  # it drifts every env one way as it learns). The defaults: T4's gradient-explorer tables.
+  c.gradient = dict(lr=3e-4, hidden=256, feature_dim=50, observe="latent", reference="population",
+                    center_actions=True)
   # restart: if this workdir's run cannot be resumed (another config, incompatible or unreadable
   # checkpoints), move it aside to previous_<time>/ and start anew; a resumable run always resumes.
   c.train = dict(steps=600, chunk_steps=25, warmup_steps=8, checkpoint_every=4, keep_checkpoints=2, restart=False)

@@ -41,6 +41,8 @@ SETTINGS = {
     "ema 0.9 VP": {"env.ema": 0.9, "env.variance_preserving": True},
     "action_weight 0.9": {"env.action_weight": 0.9},
 }
+# The gradient explorer as first measured (before its defaults were centred at lr 3e-4).
+GRADIENT_FIRST = {"gradient.lr": 1e-4, "gradient.center_actions": False}
 # Explorer name -> overrides. T1's runs are named palm_seed*/random_actions_seed*.
 EXPLORERS = {
     "random_actions": {"explorer": "random"},
@@ -58,19 +60,22 @@ EXPLORERS = {
     # actor and critic see the env's Markov state (latent and class), alone or with the features
     "palm_sac_latent": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "latent"},
     "palm_sac_both": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "both"},
-    # the actor trained by the reward's gradient through the world (palmup.gradient_explorer): its
-    # defaults (it sees the latent and class, the reward among the envs' reached frames), then the
-    # learner's features as its input, then APT's reference (the replayed batch)
-    "gradient": {"explorer": "gradient"},
-    "gradient_features": {"explorer": "gradient", "gradient.observe": "features"},
-    "gradient_batch": {"explorer": "gradient", "gradient.reference": "batch"},
+    # the actor trained by the reward's gradient through the world (palmup.gradient_explorer), seeing
+    # the latent and class, its reward among the envs' reached frames: uncentred at lr 1e-4, then with
+    # the learner's features as its input, then with APT's reference (the replayed batch); then its
+    # defaults (centred, lr 3e-4) and centred at lr 1e-3
+    "gradient": {"explorer": "gradient", **GRADIENT_FIRST},
+    "gradient_features": {"explorer": "gradient", "gradient.observe": "features", **GRADIENT_FIRST},
+    "gradient_batch": {"explorer": "gradient", "gradient.reference": "batch", **GRADIENT_FIRST},
+    "gradient_centered": {"explorer": "gradient"},
+    "gradient_centered_lr1e-3": {"explorer": "gradient", "gradient.lr": 1e-3},
 }
 # Explorers run only under some settings at --scale cpu (the CPU budget): the rest are marked "not run".
 DEFAULT, WEIGHT = "default (ema 0.7, offset 4, w 0.5)", "action_weight 0.9"
 SETTINGS_OF = {"palm": (DEFAULT,), "palm_sac": (DEFAULT, WEIGHT), "palm_sac_centered": (DEFAULT, WEIGHT),
                "novelty": (DEFAULT, WEIGHT), "palm_sac_sum": (DEFAULT,), "palm_sac_latent": (DEFAULT, WEIGHT),
                "palm_sac_both": (DEFAULT, WEIGHT), "gradient": (DEFAULT, WEIGHT), "gradient_features": (DEFAULT,),
-               "gradient_batch": (DEFAULT,)}
+               "gradient_batch": (DEFAULT,), "gradient_centered": (DEFAULT, WEIGHT), "gradient_centered_lr1e-3": (DEFAULT,)}
 METRICS = ("judge_entropy", "judge_coverage", "direction_entropy", "policy_std", "policy_cosine",
            "policy_saturation", "dq_da_cosine", "action_std", "latent_norm", "chunk_seconds")
 SCALE = {"tiny": (1, ["default (ema 0.7, offset 4, w 0.5)"], {}),  # seeds, settings, overrides
