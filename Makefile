@@ -13,8 +13,9 @@ pretrain: install
 demo: install
 	$(VENV)/bin/palmup render --config configs/render_fashion_mnist.py --workdir runs/demo
 
+# Two workers (pytest-xdist): the suite is mostly XLA compiles, which keep about one core busy each.
 test: install
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -n 2 --durations=10
 
 EYE_WHEEL := runs/wheels/omniart_eye_generator-0.1-py3-none-any.whl
 $(EYE_WHEEL):

@@ -6,7 +6,9 @@ uniform random actions.
 Each variant and seed is one run, long enough for the largest budget; the curve reads it in windows.
 A budget B (agent updates) is the chunks whose agent-update count lies in (B / 2, B]: with
 agent.updates_per_step = U updates a loop step, the loop steps (B / 2U, B / U]. Random actions' runs
-are read at the same loop steps. Per window: judge entropy and coverage (the exploration, as in T4),
+are read at the same loop steps. Only chunks that start after the seed phase count (the agent updates from
+the first step and acts from agent.seed_steps on), so at CPU scale the smallest budget is 250 (loop steps
+11-15). Per window: judge entropy and coverage (the exploration, as in T4),
 the actor's health (policy_std, policy_cosine), what the critic separates (q_spread_actions against
 q_spread_states) and how much of its targets it explains (td_error against target_std); mean +- std
 over seeds, the gap to random actions in pooled stds and Welch's p on judge entropy.
@@ -38,11 +40,11 @@ VARIANTS = {
             "apt.nstep_reward": "sum", "agent.standardize_reward": True},
     "apt_default": {"explorer": "apt"},  # the main config's APT (SAC on the learner's features, URLB's reward)
 }
-METRICS = ("judge_entropy", "judge_coverage", "policy_std", "policy_cosine", "q_spread_actions", "q_spread_states",
-           "td_error", "target_std")
+METRICS = ("judge_entropy", "judge_coverage", "policy_std", "policy_cosine", "policy_entropy", "alpha",
+           "q_spread_actions", "q_spread_states", "td_error", "target_std")
 SCALE = {"tiny": dict(seeds=1, updates_per_step=2, budgets=(4, 8), chunk_steps=1, seed_steps=1,
                       config={"train.warmup_steps": 4}),
-         "cpu": dict(seeds=3, updates_per_step=16, budgets=(100, 1_000, 5_000, 20_000), chunk_steps=5, seed_steps=8,
+         "cpu": dict(seeds=3, updates_per_step=16, budgets=(250, 1_000, 5_000, 20_000), chunk_steps=5, seed_steps=8,
                      config=common.CPU_PRETRAIN),
          "full": dict(seeds=3, updates_per_step=16, budgets=(100, 1_000, 10_000, 100_000), chunk_steps=25, seed_steps=50,
                       config=common.FULL_PRETRAIN)}
@@ -106,11 +108,14 @@ def main():
   parser = common.parser(__doc__)
   parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
   parser.add_argument("--table-only", action="store_true", help="tabulate the runs, run nothing")
-  parser.add_argument("--seeds", type=int, default=None, help="run this many seeds (default: the scale's)")
+  parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                      help="run these seeds (default: 0 .. the scale's seeds - 1)")
   args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
   s = SCALE[args.scale]
+  if any(not 0 <= seed < s["seeds"] for seed in args.seeds or ()):
+    parser.error(f"--seeds {args.seeds} is invalid; valid: seeds in [0, {s['seeds'] - 1}] at scale {args.scale}")
   u = s["updates_per_step"]
   steps = windows(s["budgets"], u)
   total = max(hi for _, hi in steps.values())
@@ -130,12 +135,11 @@ def main():
         f"(B / {2 * u}, B / {u}]. Mean +- std over seeds; gap and Welch p on judge_entropy.\n\n"
         + table(data, steps, s["seeds"]) + "\n![T4 budget](t4_budget.png)\n")
 
-  for seed in range(args.seeds or s["seeds"]):
+  for seed in [] if args.table_only else args.seeds if args.seeds is not None else range(s["seeds"]):
     for variant in args.variants:
-      if not args.table_only:
-        overrides = {**s["config"], **VARIANTS[variant], "train.steps": total, "train.chunk_steps": s["chunk_steps"],
-                     "agent.seed_steps": s["seed_steps"], "agent.updates_per_step": u}
-        common.pretrain_run(runs[variant][seed], args.scale, overrides, seed)
+      overrides = {**s["config"], **VARIANTS[variant], "train.steps": total, "train.chunk_steps": s["chunk_steps"],
+                   "agent.seed_steps": s["seed_steps"], "agent.updates_per_step": u}
+      common.pretrain_run(runs[variant][seed], args.scale, overrides, seed)
       write()
   write()
 

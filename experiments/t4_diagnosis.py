@@ -36,6 +36,7 @@ Writes results.json and results.md (one row per run). Runs: experiments/t4_budge
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -179,7 +180,21 @@ def row(r: dict) -> list[str]:
           pct("target"), f"{r['target']['gain']:.2f}", f"{r['q']['spread_actions']:.4f} / {r['q']['spread_states']:.4f}",
           f"{r['corr_q_target']:+.2f}", f"{r['true_grad_cosine']:.2f}", f"{r['critic_grad_cosine']:.2f}",
           f"{r['critic_vs_true_cosine']:+.2f}", f"{r['policy_std']:.2f} / {r['policy_cosine']:.2f}",
-          f"{sac['alpha']:.3f} ({sac['alpha_over_q_spread']:.0f}x)" if sac else "-"]
+          f"{sac['alpha']:.3f} ({sac['alpha_over_q_spread']:.2f}x)" if sac else "-"]
+
+
+def seed_means(results: list[dict]) -> list[dict]:
+  """One result per group of runs that differ only in their seed (run names ending in _seed<k>), each
+  number the mean over the group, "seeds" how many runs it has."""
+  groups: dict[str, list[dict]] = {}
+  for r in results:
+    groups.setdefault(re.sub(r"_seed\d+$", "", r["run"]), []).append(r)
+
+  def mean(values):
+    if isinstance(values[0], dict):
+      return {k: mean([v[k] for v in values]) for k in values[0]}
+    return float(np.mean(values)) if isinstance(values[0], (int, float)) else values[0]
+  return [{**mean(rs), "run": name, "seeds": len(rs), "updates": rs[0]["updates"]} for name, rs in groups.items()]
 
 
 HEADER = ["run", "algo", "observe", "agent updates", "reward: state / action / noise %", "reward best-of-A",
@@ -203,7 +218,10 @@ def main():
       f"Each run's last checkpoint: its envs each try {s['actions']} uniform actions x {s['noises']} noise draws "
       "(the reward of the next frame, the n-step target, the critic's Q); shares of variance in %, best-of-A in "
       "stds within a state (cross-fitted); gradients at the actor's action.\n\n"
-      + common.markdown_table(HEADER, [row(r) for r in results]))
+      + common.markdown_table(HEADER, [row(r) for r in results])
+      + "\nMeans over the seeds of each run:\n\n"
+      + common.markdown_table(["runs (mean over seeds)", "seeds"] + HEADER[1:],
+                              [[r["run"], str(r["seeds"])] + row(r)[1:] for r in seed_means(results)]))
 
 
 if __name__ == "__main__":

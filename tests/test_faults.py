@@ -116,6 +116,7 @@ def test_sigterm_mid_save_finishes_the_save_stops_and_resumes(reference, gen_dir
   assert_same_run(final_state(tmp_path), reference)
 
 
+@pytest.mark.slow  # about 35 s; `make test-slow`
 def test_full_disk_during_a_save_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     reference, gen_dir, tmp_path):
   out = pretrain(tmp_path, gen_dir, fault="enospc:3")
@@ -128,6 +129,7 @@ def test_full_disk_during_a_save_stops_with_one_line_and_keeps_the_last_good_che
   assert_same_run(final_state(tmp_path), reference)
 
 
+@pytest.mark.slow  # about 55 s; `make test-slow` (one damaged checkpoint: test_pretrain)
 def test_all_checkpoints_damaged_stops_with_one_line_and_deletes_nothing(gen_dir, tmp_path):
   assert pretrain(tmp_path, gen_dir, chunks=2).returncode == 0
   for f in (tmp_path / "checkpoints").rglob("*"):

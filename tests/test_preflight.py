@@ -43,6 +43,7 @@ def compiled():
     return {name: d.result() for name, d in done.items()}
 
 
+@pytest.mark.slow  # the four TPU compiles of `compiled` (about 150 s); CI's `make preflight` compiles both recipes
 def test_the_tiny_config_compiles_for_a_v5e_slice_and_its_figures_are_the_compilers(compiled):
   result = compiled["small"]
   assert "error" not in result, result.get("error")
@@ -65,6 +66,7 @@ def test_the_tiny_config_compiles_for_a_v5e_slice_and_its_figures_are_the_compil
   assert result["roofline_frames_per_s"] == pytest.approx(64 / result["roofline_step_seconds"])
 
 
+@pytest.mark.slow  # the four TPU compiles of `compiled` (about 150 s); CI's `make preflight` compiles both recipes
 def test_the_replay_is_written_in_place_on_tpu_whatever_its_size(compiled):
   """The TPU compiler's temporaries do not grow with the replay: its per-step write and its gather
   use one layout, so no step copies the buffer (with flashbax's scatter add and 64-wide vectors
@@ -74,6 +76,7 @@ def test_the_replay_is_written_in_place_on_tpu_whatever_its_size(compiled):
   assert big - small > 30e6 and big_temp - small_temp < 0.05 * (big - small)
 
 
+@pytest.mark.slow  # the four TPU compiles of `compiled` (about 150 s); CI's `make preflight` compiles both recipes
 def test_the_step_cost_does_not_depend_on_chunk_steps_since_a_loop_body_counts_once(compiled):
   """XLA's cost analysis counts a while body once: the chunk's FLOPs are one step's (plus its
   epilogue) whatever train.chunk_steps is; this is how preflight reads per-step figures."""
@@ -113,6 +116,7 @@ def test_accelerator_types_map_to_topologies_and_bad_names_are_named():
     preflight.validate(tiny_preflight(**{"run.overrides": "--config.nope=1"}))
 
 
+@pytest.mark.slow  # the four TPU compiles of `compiled` (about 150 s); CI's `make preflight` compiles both recipes
 def test_a_config_that_does_not_compile_or_fit_exits_nonzero_with_one_line(compiled, tmp_path):
   command = [sys.executable, "-m", "palmup", "preflight", "--config", "configs/preflight.py", "--workdir",
              str(tmp_path / "odd"), "--config.run.config=configs/pretrain_tiny.py", "--config.topology=v5e:2x2",

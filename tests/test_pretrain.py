@@ -110,16 +110,16 @@ def test_agent_updates_per_step_run_that_many_updates_each_on_its_own_batch(env)
     assert np.isfinite(rows[0][key]) and rows[0][key] >= 0
 
 
-def test_gradient_explorer_runs_and_trains_its_actor_through_the_world(env):
-  """explorer = "gradient", for both references: the actor's parameters move every step, with a
-  finite reward and a nonzero gradient, and its health statistics are logged (that the encoder
-  never gets the explorer's gradient: test_gradient_explorer)."""
-  for reference in ("population", "batch"):
-    config = tiny_config(explorer="gradient", **{"gradient.reference": reference})
-    start, state, rows, _ = _run_chunks(config, env, 2)
-    assert int(state.agent.updates) == 6 and _changed(start.agent.actor, state.agent.actor)
-    assert all(np.isfinite(r["explorer_reward"]) and r["actor_grad_norm"] > 0 for r in rows)
-    assert {"policy_std", "policy_cosine"} <= set(rows[0])
+@pytest.mark.parametrize("reference", ["population", pytest.param("batch", marks=pytest.mark.slow)])
+def test_gradient_explorer_runs_and_trains_its_actor_through_the_world(env, reference):
+  """explorer = "gradient": the actor's parameters move every step, with a finite reward and a
+  nonzero gradient, and its health statistics are logged (that the encoder never gets the
+  explorer's gradient, and the batch reference's kNN: test_gradient_explorer)."""
+  config = tiny_config(explorer="gradient", **{"gradient.reference": reference})
+  start, state, rows, _ = _run_chunks(config, env, 2)
+  assert int(state.agent.updates) == 6 and _changed(start.agent.actor, state.agent.actor)
+  assert all(np.isfinite(r["explorer_reward"]) and r["actor_grad_norm"] > 0 for r in rows)
+  assert {"policy_std", "policy_cosine"} <= set(rows[0])
 
 
 def test_static_baseline_on_real_images_draws_the_datasets_images(env):
@@ -163,7 +163,7 @@ def test_static_latent_views_train_with_and_without_augmentation(env):
     assert rows[-1]["view_latent_distance"] > 0 and strips["pairs"].shape == (2, 8, 8, 8, 1)
 
 
-@pytest.mark.parametrize("observe", ["latent", "both"])
+@pytest.mark.parametrize("observe", [pytest.param("latent", marks=pytest.mark.slow), "both"])  # both holds the latent
 def test_agent_that_observes_the_state_sees_the_latent_and_class(env, observe):
   """agent.observe: the actor's input is the env's Markov state (z over its RMS, as the tiny
   StyleGAN normalises it, and the one-hot class), with or without the features. A 'latent' actor
@@ -273,7 +273,7 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
 
 
 @pytest.mark.parametrize("override,match", [
-    ({"explorer": "ddpg"}, r"config.explorer='ddpg' is invalid; valid: one of 'apt', 'novelty', 'random', 'static'"),
+    ({"explorer": "ddpg"}, r"config.explorer='ddpg' is invalid; valid: one of 'apt', 'gradient', 'novelty', 'random', 'static'"),
     ({"explorer": "static"}, r"config.learner.augment='add' is invalid; valid: one of 'only' when explorer='static' "
                              r"and static_views='single'"),
     ({"explorer": "static", "static_views": "latent", "learner.augment": "only"},
@@ -364,6 +364,18 @@ def test_resuming_with_a_different_computation_is_refused(gen_dir, tmp_path):
     pretrain_job.main(tiny_config(gen_dir, **{"train.steps": 6, "learner.lr": 0.5}), tmp_path)
 
 
+def test_a_run_resumes_across_a_change_to_another_explorers_block_only(tmp_path):
+  """The gradient explorer's block is read by gradient runs alone: an APT run's resume ignores it, a
+  gradient run's does not."""
+  old, new = tiny_config(explorer="apt"), tiny_config(**{"explorer": "apt", "gradient.lr": 0.5, "planner.k": 2})
+  (tmp_path / "checkpoints").mkdir()
+  (tmp_path / "config.json").write_text(old.to_json())
+  pretrain_job.check_resumable(tmp_path, new)
+  (tmp_path / "config.json").write_text(tiny_config(explorer="gradient").to_json())
+  with pytest.raises(CheckpointError, match=r"different config \(gradient.lr changed\)"):
+    pretrain_job.check_resumable(tmp_path, tiny_config(**{"explorer": "gradient", "gradient.lr": 0.5}))
+
+
 def test_novelty_planner_picks_the_candidate_farthest_from_the_population(env):
   from palmup.apt import kth_distance
   reference = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -392,7 +404,9 @@ def _sampled_and_learned(config, env):
   return parts, state, key, seq, encoded
 
 
-@pytest.mark.parametrize("reference,nstep_reward", [("batch", "sum"), ("population", "sum"), ("batch", "first")])
+@pytest.mark.parametrize("reference,nstep_reward", [  # the default suite keeps one; `make test-slow` all
+    ("batch", "sum"), pytest.param("population", "sum", marks=pytest.mark.slow),
+    pytest.param("batch", "first", marks=pytest.mark.slow)])
 def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(env, reference, nstep_reward):
   """Encode once: the agent update fed the learner's features of frames 0 and pair_offset gives the
   same rewards, targets, losses and new agent state as one that encodes every frame itself. The
@@ -417,7 +431,7 @@ def test_agent_update_reusing_the_learners_features_equals_encoding_every_frame(
       np.testing.assert_allclose(x, y, rtol=0, atol=2.5 * lr, err_msg=net)
 
 
-@pytest.mark.parametrize("augment", ["none", "add"])
+@pytest.mark.parametrize("augment", [pytest.param("none", marks=pytest.mark.slow), "add"])
 def test_first_nstep_reward_with_pairs_n_apart_encodes_no_frame_in_the_agent_update(env, augment):
   """URLB's one reward of frame 0, learner pairs (0, n): the learner has encoded every frame the
   agent update reads (with augment="add", their augmented views, which the agent then trains on), so

@@ -11,7 +11,7 @@ HERE = Path(__file__).parent
 
 
 def _run(devices, out, explorer):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu", PYTHONPATH=str(HERE))
   subprocess.run([sys.executable, str(HERE / "sharded_run.py"), str(out), explorer], env=env, check=True,
                  timeout=600, cwd=HERE.parent)

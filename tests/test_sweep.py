@@ -69,12 +69,13 @@ def population_then_alone(workdir):
   pretrain_job.main(runs[1], workdir / "alone1")
 
 
+@pytest.mark.slow  # about 130 s; `make test-slow` (the default suite runs a population in test_stylegan2ada's sweep)
 def test_a_resumed_population_on_a_mesh_equals_its_runs_alone(tmp_path):
   """population_then_alone on 4 devices: the population's mesh is 2 groups of 2 devices, a member
   per group with its envs split over the group's 2; the run alone splits its envs over all 4. The
   same encoder and metrics, to float tolerance (vmapping and the splits reorder float reductions),
   and the two members differ."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
              PYTHONPATH=str(HERE))
   subprocess.run([sys.executable, "-c", f"import test_sweep; test_sweep.population_then_alone("
                   f"__import__('pathlib').Path({str(tmp_path)!r}))"], env=env, check=True, timeout=600, cwd=HERE.parent)

@@ -59,6 +59,8 @@ def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
 # Keys a resumed run may change: how long it runs and what it logs, not what it computes.
 _RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.restart", "log.",
                       "eval.", "stand_in")
+# Config blocks that only one explorer reads: a run of another explorer may resume with them changed.
+_EXPLORER_BLOCKS = {"gradient.": "gradient", "planner.": "novelty"}
 
 
 def check_resumable(workdir: epath.Path, config):
@@ -68,7 +70,8 @@ def check_resumable(workdir: epath.Path, config):
   if not (workdir / "checkpoints").exists() or not old_path.exists():
     return
   old, new = _flatten(json.loads(old_path.read_text())), _flat(config)
-  may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES)
+  unread = tuple(block for block, explorer in _EXPLORER_BLOCKS.items() if config.explorer != explorer)
+  may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES + unread)
   changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
   if changed:
     raise ckpt_lib.CheckpointError(
