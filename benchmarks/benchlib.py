@@ -7,7 +7,7 @@ A benchmark module defines `run(**sizes) -> {"figures", "targets", "details"}`, 
     python benchmarks/<module>.py [--quick] [--<size> value ...]
 
 figures: ratios against a limit or a reference measured in the same process; targets: figure ->
-(op, bound), e.g. ("<=", 1.2), for the figures the issue sets one for; details: the absolute
+(op, bound), e.g. ("<=", 1.2), for the figures that have one; details: the absolute
 measurements (seconds, rates, bytes) the ratios come from, for this machine only.
 """
 from __future__ import annotations

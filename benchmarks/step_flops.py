@@ -13,8 +13,8 @@ pretrain_cifar10_stylegan2ada.py. FLOPs are a count of
 the program, not a measurement of time; `bytes accessed` is XLA's estimate of memory traffic.
 Figures: agent_update / learn and env_step / learn FLOPs per config, and agent_update / learn with
 apt.nstep_reward=sum (the n-step sum of the rewards of frames 1..n, which the update encodes) instead
-of the default "first" (URLB's reward of frame 0: the update encodes frame n only). Target (issue:
-the explorer's cost): agent_update FLOPs <= 0.25 x learn FLOPs, at the configs' defaults.
+of the default "first" (URLB's reward of frame 0: the update encodes frame n only). Target (the
+explorer's cost): agent_update FLOPs <= 0.25 x learn FLOPs, at the configs' defaults.
 """
 from __future__ import annotations
 

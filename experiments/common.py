@@ -23,7 +23,8 @@ TINY_PROBE = {"train_examples": 300, "random_seeds": 1, "logistic.steps": 20, "l
 # widths halved (16-128) and 24 x 24 observations, 3.0x cheaper per loop step than
 # configs/pretrain_fashion_mnist.py's own (benchmarks/learner_budget.py; the learner already runs
 # near the CPU's matmul rate, so only fewer FLOPs help), so 1,200-3,000-step tables with 3 seeds fit
-# 2 cores. T3 and T4 (pretrain_run) keep the main config (with PAPER_LEARNER's unaugmented pairs).
+# 2 cores. T4 (pretrain_run) keeps the main config with PAPER_LEARNER's unaugmented pairs; T3 runs
+# palmup sweep on the main config as it is (augmented pairs).
 CPU_PRETRAIN = {"learner.encoder.widths": (16, 32, 64, 128), "obs_size": 24}
 # Every experiment's pretraining uses the paper's unaugmented pairs unless its method says otherwise
 # (T1's *_aug and static methods): the tables were measured so, before the main config augmented.

@@ -55,7 +55,7 @@ EXPLORERS = {
                           "agent.standardize": True, "agent.center_actions": True},
     "novelty": {"explorer": "novelty"},  # no learned policy: one step of lookahead (palmup.planner)
     # the n-step sum of the rewards of frames 1..n instead of URLB's reward of the sampled frame alone
-    # (apt.nstep_reward's default since the explorer's-cost issue; the rows above ran before it, with "sum")
+    # (apt.nstep_reward's default since 08a5fa7; the rows above ran before it, with "sum")
     "palm_sac_sum": {"explorer": "apt", "agent.algo": "sac", "apt.nstep_reward": "sum"},
     # actor and critic see the env's Markov state (latent and class), alone or with the features
     "palm_sac_latent": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "latent"},
