@@ -135,7 +135,8 @@ def main():
         f"(B / {2 * u}, B / {u}]. Mean +- std over seeds; gap and Welch p on judge_entropy.\n\n"
         + table(data, steps, s["seeds"]) + "\n![T4 budget](t4_budget.png)\n")
 
-  for seed in [] if args.table_only else args.seeds if args.seeds is not None else range(s["seeds"]):
+  seeds = args.seeds if args.seeds is not None else range(s["seeds"])
+  for seed in [] if args.table_only else seeds:
     for variant in args.variants:
       overrides = {**s["config"], **VARIANTS[variant], "train.steps": total, "train.chunk_steps": s["chunk_steps"],
                    "agent.seed_steps": s["seed_steps"], "agent.updates_per_step": u}

@@ -1,5 +1,4 @@
 """Data parallelism: the same global batch and seed give the same run on 1 and 8 devices."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from palmup import sharding
+
 HERE = Path(__file__).parent
 
 
 def _run(devices, out, explorer):
-  env = dict(os.environ, XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu", PYTHONPATH=str(HERE))
+  env = {**sharding.local_processes_env(1, devices)[0], "PYTHONPATH": str(HERE)}
   subprocess.run([sys.executable, str(HERE / "sharded_run.py"), str(out), explorer], env=env, check=True,
                  timeout=600, cwd=HERE.parent)
   return dict(np.load(out))

@@ -1,7 +1,6 @@
 """`palmup sweep` and populations: members and their validation, a population of runs equal to the
 same runs alone (resumed too), and a tiny sweep end to end (resume, tables, plots, report, SLURM)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from palmup import configs, pretrain_job, report, sweep, workdirs
+from palmup import configs, pretrain_job, report, sharding, sweep, workdirs
 from palmup.errors import UserError
 
 HERE = Path(__file__).parent
@@ -75,8 +74,7 @@ def test_a_resumed_population_on_a_mesh_equals_its_runs_alone(tmp_path):
   per group with its envs split over the group's 2; the run alone splits its envs over all 4. The
   same encoder and metrics, to float tolerance (vmapping and the splits reorder float reductions),
   and the two members differ."""
-  env = dict(os.environ, XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-             PYTHONPATH=str(HERE))
+  env = {**sharding.local_processes_env(1, 4)[0], "PYTHONPATH": str(HERE)}
   subprocess.run([sys.executable, "-c", f"import test_sweep; test_sweep.population_then_alone("
                   f"__import__('pathlib').Path({str(tmp_path)!r}))"], env=env, check=True, timeout=600, cwd=HERE.parent)
   (pop_params, pop_rows), (alone_params, alone_rows) = _final(tmp_path / "pop1"), _final(tmp_path / "alone1")
