@@ -15,15 +15,16 @@ Two parts, one parameter varied at a time around configs/pretrain_fashion_mnist.
               APT with SAC) and T1's CPU budget (configs/sweep.py: 24 x 24, the conv widths halved,
               1,200 steps), 3 seeds, one run at a time: the logistic and 10-shot probes on
               fashion_mnist, mnist5k and digits with the pixel and random-encoder floors, judge
-              entropy and coverage; a table per axis with 95% intervals and Welch's p against the
-              main job's setting, each setting judged against it dataset by dataset (the defaults
-              rule: p < 0.05 above on two datasets and below on none), and a plot per axis, in
-              <workdir>/sweep/.
+              entropy and coverage; a table per axis with 95% intervals and paired p against the
+              main job's setting, Holm-adjusted over the sweep's probe tests, each setting judged
+              against it dataset by dataset (the defaults rule: above on two datasets and below on
+              none, at Holm p < 0.05), and a plot per axis, in <workdir>/sweep/.
 Writes results.md (both parts), results.json (the statistics; the sweep's are in sweep/results.json)
-and t3_dynamics_ablations.png.
+and t3_dynamics_ablations.png. --table-only tabulates both results.json files again and runs nothing.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -121,14 +122,22 @@ def plot(rows, base: dict, path: Path):
 
 
 def main():
-  args = common.parser(__doc__).parse_args()
+  parser = common.parser(__doc__)
+  parser.add_argument("--table-only", action="store_true",
+                      help="tabulate the workdir's results.json and sweep/results.json again (e.g. the committed "
+                           "ones, with the current statistics); run nothing")
+  args = parser.parse_args()
   started = common.start()
   args.workdir.mkdir(parents=True, exist_ok=True)
-  rows, base = run(args.workdir, args.scale)
+  if args.table_only:
+    held = json.loads((args.workdir / "results.json").read_text())
+    rows, base = held["rows"], held["base"]
+    sweep.tabulate(args.workdir / "sweep")
+  else:
+    rows, base = run(args.workdir, args.scale)
+    sweep.main(sweep_config(args.scale), args.workdir / "sweep")
   plot(rows, base, args.workdir / "t3_dynamics_ablations.png")
   num_envs, steps, _ = SCALE[args.scale]
-  config = sweep_config(args.scale)
-  sweep.main(config, args.workdir / "sweep")
   swept = (args.workdir / "sweep" / "results.md")
   body = swept.read_text().split("\n", 2)[2].replace("](", "](sweep/") if swept.exists() else "Not finished.\n"
   common.write_results(

@@ -1,5 +1,6 @@
 """The fused pretraining loop on tiny sizes: every explorer runs and learns, checkpoints resume
 exactly, corrupt checkpoints are skipped, NaN and SIGTERM stop cleanly, bad configs are named."""
+import json
 import signal
 from pathlib import Path
 
@@ -224,6 +225,13 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(gen_dir, tmp_path):
     np.testing.assert_array_equal(x, y)
   steps = [row["step"] for row in workdirs.read_metrics(tmp_path / "stopped")]
   assert steps == [3, 6, 9]  # chunk 1 from the first run, 2 and 3 after resuming
+  starts = [json.loads(line) for line in (tmp_path / "stopped" / "provenance.jsonl").read_text().splitlines()]
+  assert [s["from_step"] for s in starts] == [0, 3]  # one line per process that ran it, with its commit
+  assert all(s["commit"] == workdirs.commit_info()["commit"] and s["dirty"] == workdirs.commit_info()["dirty"]
+             for s in starts)
+  assert workdirs.run_commits(tmp_path / "stopped") == [
+      workdirs.commit_info()["commit"] + ("+dirty" if workdirs.commit_info()["dirty"] else "")]
+  assert workdirs.run_commits(tmp_path / "nothing here") == ["not recorded"]
   learner, params, obs_shape = learner_lib.load_encoder(tmp_path / "stopped" / "encoder")
   assert obs_shape == (8, 8, 1)
   for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(b["learner"]["params"])):

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from palmup import configs, pretrain_job, report, sharding, sweep, workdirs
+from palmup import configs, pretrain_job, report, sharding, stats, sweep, workdirs
 from palmup.errors import UserError
 
 HERE = Path(__file__).parent
@@ -124,19 +124,46 @@ def test_slurm_target_writes_one_array_task_per_run(tmp_path):
 
 
 def test_each_member_is_judged_against_the_base_dataset_by_dataset():
-  """Wins and losses at Welch's p < 0.05, a dataset lost when any probe on it is significantly
-  below, and the defaults rule (2 wins, no loss) named."""
-  s = lambda mean, p: {"mean": mean, "ci95": 0.01, "p_vs_base": p}
-  base = {q: s(0.8, None) for q in ("a linear", "a 10-shot", "b linear", "b 10-shot", "c linear", "judge_entropy")}
+  """Wins and losses at Holm-adjusted p < 0.05, a dataset lost when any probe on it is significantly
+  below, the rest "not detected" with what could have been seen, and the defaults rule (2 wins, no
+  loss) named. The raw p of "mixed"'s c linear is below 0.05 but its Holm p is not."""
+  s = lambda mean, p, holm: {"mean": mean, "ci95": 0.01, "p_vs_base": p, "p_holm": holm, "detectable": 0.031}
+  base = {q: s(0.8, None, None) for q in ("a linear", "a 10-shot", "b linear", "b 10-shot", "c linear", "judge_entropy")}
   members = {
-      "better": {"a linear": s(0.9, 0.01), "a 10-shot": s(0.7, 0.5), "b linear": s(0.85, 0.04),
-                 "b 10-shot": s(0.8, 1.0), "c linear": s(0.7, 0.2), "judge_entropy": s(1.0, 0.001)},
-      "mixed": {"a linear": s(0.9, 0.01), "a 10-shot": s(0.7, 0.01), "b linear": s(0.9, 0.01),
-                "b 10-shot": s(0.9, 0.2), "c linear": s(0.7, 0.3), "judge_entropy": s(0.5, 0.001)},
+      "better": {"a linear": s(0.9, 0.001, 0.01), "a 10-shot": s(0.7, 0.5, 1.0), "b linear": s(0.85, 0.004, 0.04),
+                 "b 10-shot": s(0.8, 1.0, 1.0), "c linear": s(0.7, 0.2, 1.0), "judge_entropy": s(1.0, 0.001, 0.001)},
+      "mixed": {"a linear": s(0.9, 0.001, 0.01), "a 10-shot": s(0.7, 0.001, 0.01), "b linear": s(0.9, 0.001, 0.01),
+                "b 10-shot": s(0.9, 0.2, 1.0), "c linear": s(0.7, 0.01, 0.09), "judge_entropy": s(0.5, 0.001, 0.001)},
   }
-  results = {"members": {"base": {"summary": base}, **{k: {"summary": v} for k, v in members.items()}}}
-  assert sweep.against_base(results) == {"better": {"wins": ["a", "b"], "losses": []},
-                                         "mixed": {"wins": ["b"], "losses": ["a"]}}
+  results = {"members": {"base": {"summary": base}, **{k: {"summary": v} for k, v in members.items()}},
+             "families": {"probes": 10, "metrics": 2}}
+  assert sweep.against_base(results) == {"better": {"wins": ["a", "b"], "losses": [], "not_detected": ["c"]},
+                                         "mixed": {"wins": ["b"], "losses": ["a"], "not_detected": ["c"]}}
   text = sweep.verdicts(results)
-  assert "- better: above the base on a, b, below it on no dataset (the defaults rule: make it the default)" in text
-  assert "- mixed: above the base on b, below it on a\n" in text
+  assert ("- better: above the base on a, b, below it on no dataset; not detected on c (detectable: 3.1 points) "
+          "(the defaults rule: make it the default)") in text
+  assert "- mixed: above the base on b, below it on a; not detected on c (detectable: 3.1 points)\n" in text
+  assert "Holm-adjusted over the sweep's 10 probe tests" in text
+
+
+def test_summaries_pair_seeds_and_correct_over_each_family():
+  """summarize() works from the values alone: paired p against the base, Holm over the probe family
+  and over the metric family separately, and the detectable difference at alpha / family size."""
+  rng = np.random.default_rng(0)
+  seeds = rng.normal(0, 0.05, 3)  # a seed effect every member shares
+  base = {"d linear": list(0.8 + seeds), "d 5-shot": list(0.6 + seeds), "judge_entropy": list(90 + 10 * seeds)}
+  shifted = {q: list(np.asarray(v) + [0.02, 0.03, 0.025]) for q, v in base.items()}
+  results = {"members": {"base": {"values": base}, "m1": {"values": shifted}, "m2": {"values": dict(base)}}}
+  results["members"]["m2"]["values"]["d linear"] = list(np.asarray(base["d linear"]) + [0.01, -0.02, 0.015])
+  out = sweep.summarize(results)
+  assert out["families"] == {"probes": 3, "metrics": 1}  # m2's unchanged d 5-shot has no spread: untestable
+  m1 = out["members"]["m1"]["summary"]
+  probes = [("m1", "d linear"), ("m1", "d 5-shot"), ("m2", "d linear")]
+  raw = [stats.paired_p(out["members"][m]["values"][q], base[q]) for m, q in probes]
+  assert m1["d linear"]["p_vs_base"] == pytest.approx(raw[0])
+  assert [out["members"][m]["summary"][q]["p_holm"] for m, q in probes] == pytest.approx(list(stats.holm(raw)))
+  assert m1["judge_entropy"]["p_holm"] == pytest.approx(m1["judge_entropy"]["p_vs_base"])  # a family of one
+  assert m1["d linear"]["detectable"] == pytest.approx(
+      stats.detectable_difference(shifted["d linear"], base["d linear"], "paired", alpha=0.05 / 3))
+  assert m1["d linear"]["p_vs_base"] < 0.05 < stats.welch_p(shifted["d linear"], base["d linear"])
+  assert out["members"]["base"]["summary"]["d linear"]["p_vs_base"] is None

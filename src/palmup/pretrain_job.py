@@ -103,6 +103,7 @@ def resume_or_restart(workdir: epath.Path, config, abstract_state):
   sharding.sync("palmup:resumed")  # every process has read the old config.json
   if sharding.is_primary():
     workdirs.write_config(workdir, config)
+    workdirs.record_start(workdir, done * config.train.chunk_steps)
   return checkpoints, state, done
 
 

@@ -1,5 +1,5 @@
 """`palmup sweep`: an ablation of a pretraining config, its members run with seeds, probed on real
-data and tabulated with 95% intervals and Welch's p against the base setting.
+data and tabulated with 95% intervals and paired, Holm-corrected p values against the base setting.
 
     palmup sweep --config configs/sweep.py --workdir runs/sweep \
         --config.base=configs/pretrain_fashion_mnist.py \
@@ -25,9 +25,11 @@ Then every run is probed on each of `datasets` (logistic probe and few-shot ridg
 palmup.evaluate), the floors (raw pixels, and the base's architecture at probe.random_seeds random
 inits) once per sweep, and the exploration metrics (`metrics`) are read from each run's
 metrics.jsonl, averaged over the last `metrics_tail` of its chunks. DIR gets:
-  results.json   every value per run and seed, and the tables' numbers
+  results.json   every value per run and seed, the commits each run ran at, and the tables' numbers
   results.md     one table per axis (grid: one table): each probe and metric as mean +- the 95%
-                 interval over seeds, and Welch's p against the base
+                 t-interval over seeds, the paired t-test's p against the base and that p
+                 Holm-adjusted over the sweep's probe tests (or its metric tests); each member judged
+                 against the base dataset by dataset (palmup.stats states the conventions)
   <axis>.png     each probe and metric against the axis's values, mean with its 95% interval
 `palmup report --workdir DIR` renders the tables, plots and every run's curves.
 """
@@ -267,10 +269,10 @@ def probe_floors(config, workdir: epath.Path) -> dict[str, dict[str, list[float]
 
 
 def collect(config, workdir: epath.Path) -> dict:
-  """results.json's content: every run's probes and metrics per member and seed, the floors, and
-  per member and quantity the mean, the 95% half-width and Welch's p against the base."""
+  """results.json's values: every run's probes and metrics per member and seed, the floors, and the
+  commits each run ran at (summarize() adds the statistics)."""
   metric_names = [m for m in config.metrics.split(",") if m]
-  per_member = {}
+  per_member, run_commits = {}, {}
   for member in members(config):
     values = {}
     for seed in range(config.seeds):
@@ -278,16 +280,13 @@ def collect(config, workdir: epath.Path) -> dict:
       found = {**probe_run(config, run), **exploration_metrics(run, metric_names, config.metrics_tail)}
       for k, v in found.items():
         values.setdefault(k, []).append(v)
+      run_commits[member.run(seed)] = workdirs.run_commits(run)
     per_member[member.name] = {"overrides": member.overrides, "values": values}
-  base = per_member[BASE]["values"]
-  for entry in per_member.values():
-    entry["summary"] = {k: {"mean": mean_ci[0], "ci95": mean_ci[1],
-                            "p_vs_base": stats.welch_p(v, base[k]) if entry is not per_member[BASE] else None}
-                        for k, v in entry["values"].items() for mean_ci in [stats.mean_ci95(v)]}
   base_run_config = base_config(config)
   return {"base": str(config.base), "overrides": config.overrides, "axes": config.axes, "design": config.design,
           "seeds": config.seeds, "members": per_member, "floors": probe_floors(config, workdir),
-          "quantities": list(base),
+          "quantities": list(per_member[BASE]["values"]), "run_commits": run_commits,
+          "metrics_tail": config.metrics_tail,
           "base_values": {k: config_checks.get(base_run_config, k)
                           for k in parse_assignments(config.axes, "axes", ",")}}
 
@@ -297,11 +296,44 @@ def is_probe(quantity: str) -> bool:
   return quantity.endswith(" linear") or quantity.endswith("-shot")
 
 
+FAMILIES = {"probes": is_probe, "metrics": lambda q: not is_probe(q)}
+
+
+def summarize(results: dict, alpha: float = stats.ALPHA) -> dict:
+  """Adds to each member, per quantity, its "summary" (palmup.stats' conventions): the mean, "ci95"
+  (the 95% t half-width), "p_vs_base" (the paired t-test against the base: seed k of a member and of
+  the base share their seed), "p_holm" (Holm-adjusted over its family: every probe test of the sweep,
+  or every metric test) and "detectable" (the smallest difference that test detects with 80% power at
+  the observed spread, at alpha / the family's size); and "families": {family: its number of tests}.
+  Works from the values alone, so a committed results.json can be tabulated again."""
+  members, base = results["members"], results["members"][BASE]["values"]
+  tests = [(name, q) for name in members if name != BASE for q in members[name]["values"] if q in base]
+  pairs = {t: (members[t[0]]["values"][t[1]], base[t[1]]) for t in tests}
+  pairs = {t: (a[:min(len(a), len(b))], b[:min(len(a), len(b))]) for t, (a, b) in pairs.items()}  # seed by seed
+  raw = {t: stats.paired_p(*pairs[t]) for t in tests}
+  adjusted, detectable, results["families"] = {}, {}, {}
+  for family, member_of in FAMILIES.items():
+    ids = [t for t in tests if member_of(t[1])]
+    size = sum(math.isfinite(raw[t]) for t in ids)
+    results["families"][family] = size
+    adjusted.update(zip(ids, stats.holm([raw[t] for t in ids])))
+    detectable.update({t: stats.detectable_difference(*pairs[t], "paired", alpha=alpha / max(size, 1)) for t in ids})
+  for name, entry in members.items():
+    entry["summary"] = {}
+    for q, v in entry["values"].items():
+      mean, ci = stats.mean_ci95(v)
+      entry["summary"][q] = {"mean": mean, "ci95": ci, "p_vs_base": raw.get((name, q)),
+                             "p_holm": adjusted.get((name, q)), "detectable": detectable.get((name, q))}
+  return results
+
+
 def _cell(summary: dict, percent: bool) -> str:
   scale, fmt = (100, ".1f") if percent else (1, ".3g")
-  mean, ci, p = summary["mean"] * scale, summary["ci95"] * scale, summary["p_vs_base"]
+  mean, ci, p, holm = summary["mean"] * scale, summary["ci95"] * scale, summary["p_vs_base"], summary.get("p_holm")
   text = f"{mean:{fmt}} +- {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}"
-  return text + (f" (p {p:.3f})" if p is not None and math.isfinite(p) else "")
+  if p is None or not math.isfinite(p):
+    return text
+  return text + f" (p {p:.3f}, Holm {holm:.3f})"
 
 
 def tables(results: dict) -> str:
@@ -319,27 +351,52 @@ def tables(results: dict) -> str:
   for axis, names in groups.items():
     out += (f"\n{'All members' if axis is None else f'Axis `{axis}`'}:\n\n" + header(axis or "member")
             + "".join(map(row, names)))
+  probes = [q for q in quantities if is_probe(q)]
+  detectable = lambda name: (f"| {name} | " + " | ".join(
+      _points(results["members"][name]["summary"][q].get("detectable")) for q in probes) + " |\n")
+  out += (f"\nThe smallest difference each probe's paired test detects with 80% power at the observed spread, "
+          f"at {stats.ALPHA} / {results.get('families', {}).get('probes', 0)} (points):\n\n"
+          f"| detectable | " + " | ".join(probes) + " |\n|" + "---|" * (len(probes) + 1) + "\n"
+          + "".join(detectable(n) for n in results["members"] if n != BASE))
   return (out + "\nFloors (once per sweep, at the base's encoder and input):\n\n" + header("floor") + floor_rows
           + verdicts(results))
 
 
-def against_base(results: dict, alpha: float = 0.05) -> dict[str, dict[str, list[str]]]:
-  """{member: {"wins": datasets, "losses": datasets}} against the base at Welch's p < alpha: a
-  dataset is a loss when any of its probes is significantly below the base's, a win when none is
-  and at least one is significantly above. The defaults rule: a member with 2 or more wins and no
-  loss should become the default."""
+def _points(fraction) -> str:
+  return "-" if fraction is None or not math.isfinite(fraction) else f"{100 * fraction:.1f}"
+
+
+def against_base(results: dict, alpha: float = stats.ALPHA) -> dict[str, dict[str, list[str]]]:
+  """{member: {"wins": datasets, "losses": datasets, "not_detected": datasets}} against the base at
+  Holm-adjusted p < alpha over the sweep's probe tests: a dataset is a loss when any of its probes is
+  significantly below the base's, a win when none is and at least one is significantly above, and
+  otherwise not detected. The defaults rule: a member with 2 or more wins and no loss should become
+  the default."""
   out = {}
   for name, entry in results["members"].items():
     if name == BASE:
       continue
     signs = {}
     for q, summary in entry["summary"].items():
-      if is_probe(q) and summary["p_vs_base"] is not None and summary["p_vs_base"] < alpha:
-        above = summary["mean"] > results["members"][BASE]["summary"][q]["mean"]
-        signs.setdefault(q.rpartition(" ")[0], set()).add(above)
+      if not is_probe(q):
+        continue
+      signs.setdefault(q.rpartition(" ")[0], set())
+      if summary["p_holm"] is not None and summary["p_holm"] < alpha:
+        signs[q.rpartition(" ")[0]].add(summary["mean"] > results["members"][BASE]["summary"][q]["mean"])
     out[name] = {"wins": [d for d, s in signs.items() if s == {True}],
-                 "losses": [d for d, s in signs.items() if False in s]}
+                 "losses": [d for d, s in signs.items() if False in s],
+                 "not_detected": [d for d, s in signs.items() if not s]}
   return out
+
+
+def _detectable_range(entry: dict, datasets: list[str]) -> str:
+  """The smallest detectable differences of a member's probes on these datasets, in points."""
+  found = [100 * s["detectable"] for q, s in entry["summary"].items()
+           if is_probe(q) and q.rpartition(" ")[0] in datasets and s.get("detectable") is not None
+           and math.isfinite(s["detectable"])]
+  if not found:
+    return "not testable"
+  return f"{min(found):.1f}" + (f" to {max(found):.1f}" if max(found) - min(found) >= 0.05 else "") + " points"
 
 
 def verdicts(results: dict) -> str:
@@ -347,10 +404,17 @@ def verdicts(results: dict) -> str:
   lines = []
   for name, found in against_base(results).items():
     rule = " (the defaults rule: make it the default)" if len(found["wins"]) >= 2 and not found["losses"] else ""
+    unseen = (f"; not detected on {', '.join(found['not_detected'])} (detectable: "
+              f"{_detectable_range(results['members'][name], found['not_detected'])})" if found["not_detected"] else "")
     lines.append(f"- {name}: above the base on {', '.join(found['wins']) or 'no dataset'}, below it on "
-                 f"{', '.join(found['losses']) or 'no dataset'}{rule}")
-  return ("\nAgainst the base, dataset by dataset (a probe's Welch p < 0.05; below on any probe counts "
-          "as below):\n\n" + "\n".join(lines) + "\n") if lines else ""
+                 f"{', '.join(found['losses']) or 'no dataset'}{unseen}{rule}")
+  families = results.get("families", {})
+  return (f"\nAgainst the base, dataset by dataset: a probe differs when its paired t-test's p, Holm-adjusted over "
+          f"the sweep's {families.get('probes', 0)} probe tests, is below {stats.ALPHA} (below on any probe counts as "
+          f"below); where none differs the effect is not detected, and \"detectable\" is the smallest difference "
+          f"the test finds with 80% power at the observed spread (at {stats.ALPHA} / "
+          f"{families.get('probes', 0)}). Metrics are their own family of {families.get('metrics', 0)} tests.\n\n"
+          + "\n".join(lines) + "\n") if lines else ""
 
 
 def axis_groups(results: dict) -> dict:
@@ -408,13 +472,32 @@ def main(config, workdir):
     print("palmup sweep: a run stopped before its end (SIGTERM); rerun the same command to resume")
     return
   results = collect(config, workdir)
+  print(tabulate(workdir, results))
+
+
+def _commits_line(run_commits: dict) -> str:
+  """"a1b2c3d (12 runs), not recorded (3 runs)": the commits the runs ran at, with how many ran at each."""
+  counts = {}
+  for commits in run_commits.values():
+    key = " then ".join(commits)
+    counts[key] = counts.get(key, 0) + 1
+  return ", ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in counts.items()) or "no run"
+
+
+def tabulate(workdir, results: dict | None = None) -> str:
+  """Summarizes `results` (default: workdir's results.json, e.g. a committed one, tabulated again with
+  the current statistics) and writes results.json, the plots and results.md; -> results.md's text."""
+  workdir = epath.Path(workdir)
+  results = summarize(results or json.loads((workdir / "results.json").read_text()))
+  tail = f"the last {results['metrics_tail']:.0%}" if "metrics_tail" in results else "the last part (not recorded)"
   (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
   plot(results, workdir)
-  text = (f"# Sweep of {config.base}\n\nCommand: `{shlex.join(sys.argv)}` at commit {workdirs.commit()}. Axes "
-          f"`{config.axes}` ({config.design}), overrides `{config.overrides or '-'}`, {config.seeds} seeds; "
-          f"probes: logistic and {config.shots}-shot top-1 % on the test splits; metrics averaged over the last "
-          f"{config.metrics_tail:.0%} of each run's chunks. Mean +- the 95% interval over seeds, Welch's p "
-          f"against the base.\n" + tables(results))
+  text = (f"# Sweep of {results['base']}\n\nCommand: `{shlex.join(sys.argv)}` at commit {workdirs.commit()}; "
+          f"the runs ran at {_commits_line(results['run_commits']) if 'run_commits' in results else 'commits not recorded'}. Axes `{results['axes']}` "
+          f"({results['design']}), overrides `{results['overrides'] or '-'}`, {results['seeds']} seeds; probes: "
+          f"logistic and few-shot top-1 % on the test splits; metrics averaged over {tail} of each run's chunks. "
+          f"Mean +- the half-width of the 95% t-interval over seeds; p: the paired t-test against the base (the "
+          f"same seeds), and Holm: that p adjusted over the sweep's family of tests (palmup.stats).\n" + tables(results))
   text += "".join(f"\n![{axis}]({axis}.png)\n" for axis in axis_groups(results) if axis is not None)
   (workdir / "results.md").write_text(text)
-  print(text)
+  return text

@@ -153,13 +153,37 @@ def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disabl
               disable=disable)
 
 
-def commit() -> str:
-  """The commit of the palmup checkout this runs from, marked when tracked files differ from it
-  ("unknown" outside a git checkout): what results files record."""
+def commit_info() -> dict:
+  """{"commit": short hash, "dirty": whether tracked files differ from it} of the palmup checkout this
+  runs from; {"commit": "unknown", "dirty": None} outside a git checkout."""
   try:
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=str(epath.Path(__file__).parent),
                                     check=True).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git(
-        "status", "--porcelain", "--untracked-files=no") else "")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
   except (OSError, subprocess.CalledProcessError):
-    return "unknown"
+    return {"commit": "unknown", "dirty": None}
+
+
+def commit() -> str:
+  """commit_info() as results files write it: the hash, marked when tracked files differ from it."""
+  info = commit_info()
+  return info["commit"] + (" (with uncommitted changes)" if info["dirty"] else "")
+
+
+def record_start(workdir: str | epath.PathLike, from_step: int):
+  """Appends to workdir/provenance.jsonl what this process runs: its commit, whether the tree was
+  dirty, the step it starts (or resumes) from and the time. One line per start, so a run resumed at
+  another commit says so."""
+  file = path(workdir) / "provenance.jsonl"
+  row = {**commit_info(), "from_step": int(from_step), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+  file.write_text((file.read_text() if file.exists() else "") + json.dumps(row) + "\n")
+
+
+def run_commits(workdir: str | epath.PathLike) -> list[str]:
+  """The commits a run ran at, in order (from its provenance.jsonl; a dirty tree marked "+dirty"), or
+  ["not recorded"] for a run that predates the record."""
+  file = path(workdir) / "provenance.jsonl"
+  rows = _parse(file.read_text().splitlines()) if file.exists() else []
+  names = [r["commit"] + ("+dirty" if r.get("dirty") else "") for r in rows]
+  return list(dict.fromkeys(names)) or ["not recorded"]
