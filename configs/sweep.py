@@ -21,6 +21,9 @@ def get_config():
   c.design = "one_at_a_time"  # or "grid": every combination of the axes' values
   c.seeds = 3
   c.target = "local"  # or "slurm": write DIR/sweep.sbatch (one array task per run) and stop
+  # target "slurm": what each array task (one run) asks for: time as [days-]h:mm:ss, CPUs, GPUs (0:
+  # none), and the partition and memory ("": the cluster's default)
+  c.slurm = dict(time="4:00:00", cpus=8, gpus=1, partition="", mem="")
   # "auto": members that differ only in EnvParams and seed run `size` at a time as one vmapped program.
   # Off here: on this 2-core CPU a population of 4 at this scale was slower than its runs one after
   # another (benchmarks/results/population.json); try it where batching pays (an accelerator).

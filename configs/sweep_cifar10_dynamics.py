@@ -18,25 +18,16 @@ sizes each member at 32 x 256 = 8,192 envs, twice the recipe's 4,096):
         --config.members=16 --config.envs_per_chip=32 --config.batch_per_chip=8 --config.programs=chunk
     palmup sweep ... --config.population.enabled=auto --config.population.size=16
 """
-import ml_collections
-
-from palmup.evaluate import probe_config
+import runpy
+from pathlib import Path
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
+  c = runpy.run_path(str(Path(__file__).with_name("sweep.py")))["get_config"]()  # seeds, probes, slurm, ...
   c.base = "configs/pretrain_cifar10_stylegan2ada.py"
   c.overrides = ""  # e.g. "generator=gs://BUCKET/cifar10_world/generator"
   c.axes = ("env.ema=0,0.5,0.7,0.9,0.99;env.action_weight=0,0.5,1;env.variance_preserving=True;"
             "env.resample_class_each_step=True")
-  c.design = "one_at_a_time"
-  c.seeds = 3
-  c.target = "local"
-  c.population = dict(enabled="off", size=4)
-  c.datasets = "cifar10,cifar100"
-  c.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir with CIFAR prepared
-  c.shots = 10
-  c.probe = probe_config()
+  c.datasets = "cifar10,cifar100"  # data_dir: a tfds data_dir with CIFAR prepared
   c.metrics = "knn_entropy,class_coverage"  # the recipe has no judge (log.judge=""): the latents' own
-  c.metrics_tail = 0.5
   return c

@@ -3,6 +3,7 @@ same runs alone (resumed too), and a tiny sweep end to end (resume, tables, plot
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -113,13 +114,65 @@ def test_a_tiny_sweep_runs_resumes_tabulates_plots_and_reports(tmp_path):
   assert "env.ema.png" in page and "env.ema=0.5_seed1" in page
 
 
-def test_slurm_target_writes_one_array_task_per_run(tmp_path):
-  sweep.main(sweep_config(axes="env.ema=0.5,0.9", seeds=2, target="slurm"), tmp_path)
+def test_slurm_target_writes_one_array_task_per_run_with_the_configs_resources(tmp_path):
+  sweep.main(sweep_config(axes="env.ema=0.5,0.9", seeds=2, target="slurm", **{"slurm.partition": "gpu"}), tmp_path)
   text = (tmp_path / "sweep.sbatch").read_text()
   assert "#SBATCH --array=0-5" in text and text.count("palmup pretrain --config") == 6
+  for line in ("--time=4:00:00", "--cpus-per-task=8", "--gpus-per-task=1", "--partition=gpu"):
+    assert f"#SBATCH {line}\n" in text
+  assert "--mem" not in text  # "": the cluster's default
   assert "--config.env.ema=0.9 --config.eval.enabled=False --config.seed=1" in text
   out = subprocess.run(["bash", "-n", str(tmp_path / "sweep.sbatch")], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
+  with pytest.raises(UserError, match=r"config.slurm.time='4h' is invalid; valid: SLURM's"):
+    sweep.validate(sweep_config(**{"slurm.time": "4h"}))
+
+
+def fake_finished_runs(config, workdir):
+  """Every run of the sweep as if finished under `config`: its config.json and an encoder spec."""
+  for member, seed in sweep.run_order(config):
+    run = workdir / member.run(seed)
+    workdirs.prepare(run, sweep.member_config(config, member, seed))
+    (run / "encoder").mkdir()
+    (run / "encoder" / "learner.json").write_text("{}")
+
+
+def test_slurm_target_with_every_run_finished_writes_no_empty_array(tmp_path, capsys):
+  config = sweep_config(axes="env.ema=0.5", seeds=1, target="slurm")
+  fake_finished_runs(config, tmp_path)
+  sweep.main(config, tmp_path)
+  assert not (tmp_path / "sweep.sbatch").exists()
+  assert "every run has finished, nothing to submit" in capsys.readouterr().out
+
+
+def test_a_rerun_under_another_member_config_names_the_stale_run(tmp_path):
+  """Runs that finished at train.steps=6 are not taken as the results of a sweep at 600."""
+  short = sweep_config(axes="env.ema=0.5", seeds=2, overrides="train.steps=6")
+  fake_finished_runs(short, tmp_path)
+  workdirs.write_config(tmp_path, short)
+  sweep.check_not_stale(short, tmp_path)  # the same config: nothing stale
+  sweep.check_not_stale(sweep_config(axes="env.ema=0.5", seeds=2, overrides="train.steps=6;train.checkpoint_every=9"),
+                        tmp_path)  # bookkeeping only
+  longer = sweep_config(axes="env.ema=0.5", seeds=2, overrides="train.steps=600")
+  with pytest.raises(UserError, match=r"member base seed 0: its finished run .*base_seed0 ran with another config "
+                                      r"\(train.steps: 6 -> 600\); move or delete .* to run it again"):
+    sweep.main(longer, tmp_path)
+  assert json.loads((tmp_path / "config.json").read_text())["overrides"] == "train.steps=6"  # not overwritten
+
+
+def test_probe_caches_are_redone_when_what_makes_a_probe_changes(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(sweep.learner_lib, "load_encoder", lambda path: (types.SimpleNamespace(features=None), None, None))
+  monkeypatch.setattr(sweep.evaluate, "evaluate_encoder", lambda *a, **k: calls.append(a[3]) or {
+      "test_accuracy": 0.5, "few_shot": {"5": {"mean": 0.4}, "10": {"mean": 0.45}}})
+  config = sweep_config()
+  assert sweep.probe_run(config, tmp_path) == {"digits linear": 0.5, "digits 5-shot": 0.4}
+  sweep.probe_run(config, tmp_path)
+  assert calls == ["digits"]  # cached
+  assert sweep.probe_run(sweep_config(shots=10, **{"probe.few_shot.shots": (5, 10)}), tmp_path) == {
+      "digits linear": 0.5, "digits 10-shot": 0.45}
+  sweep.probe_run(sweep_config(**{"probe.logistic.steps": 30}), tmp_path)
+  assert calls == ["digits"] * 3
 
 
 

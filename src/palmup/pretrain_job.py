@@ -56,23 +56,33 @@ def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
     writer.write_image(step, name, image)
 
 
-# Keys a resumed run may change: how long it runs and what it logs, not what it computes.
-_RESUMABLE_CHANGES = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.restart", "log.",
-                      "eval.", "stand_in")
+# Keys that change what a run logs or how it keeps checkpoints, not what it computes.
+_BOOKKEEPING = ("train.checkpoint_every", "train.keep_checkpoints", "train.restart", "eval.", "stand_in")
+# Keys a resumed run may change: the above, how long it runs and what it logs.
+_RESUMABLE_CHANGES = ("train.steps", "log.") + _BOOKKEEPING
 # Config blocks that only one explorer reads: a run of another explorer may resume with them changed.
 _EXPLORER_BLOCKS = {"gradient.": "gradient", "planner.": "novelty"}
+
+
+def config_changes(workdir: epath.Path, config, may_change: tuple[str, ...] = _BOOKKEEPING) -> dict[str, tuple]:
+  """{key: (value in workdir/config.json, value in config)} for every key that differs, except keys
+  in may_change (a key, or a block ending in ".") and the blocks config's explorer never reads; {}
+  when the workdir holds no config.json."""
+  old_path = workdirs.path(workdir) / "config.json"
+  if not old_path.exists():
+    return {}
+  old, new = _flatten(json.loads(old_path.read_text())), _flat(config)
+  unread = tuple(block for block, explorer in _EXPLORER_BLOCKS.items() if config.explorer != explorer)
+  free = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in may_change + unread)
+  return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and not free(k)}
 
 
 def check_resumable(workdir: epath.Path, config):
   """Refuses to resume a workdir whose checkpoints were written under a different computation."""
   workdir = workdirs.path(workdir)
-  old_path = workdir / "config.json"
-  if not (workdir / "checkpoints").exists() or not old_path.exists():
+  if not (workdir / "checkpoints").exists():
     return
-  old, new = _flatten(json.loads(old_path.read_text())), _flat(config)
-  unread = tuple(block for block, explorer in _EXPLORER_BLOCKS.items() if config.explorer != explorer)
-  may_change = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in _RESUMABLE_CHANGES + unread)
-  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not may_change(k))
+  changed = list(config_changes(workdir, config, _RESUMABLE_CHANGES))
   if changed:
     raise ckpt_lib.CheckpointError(
         f"{workdir} holds checkpoints of a run with a different config ({', '.join(changed[:5])}"

@@ -40,6 +40,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import shlex
 import sys
 import time
@@ -141,6 +142,10 @@ def validate(config):
   config_checks.positive(config, "seeds")
   config_checks.positive(config, "population.size")
   config_checks.in_range(config, "metrics_tail", 0.01, 1.0)
+  config_checks.require(config.slurm.gpus >= 0, "slurm.gpus", config.slurm.gpus, ">= 0")
+  config_checks.positive(config, "slurm.cpus")
+  config_checks.require(bool(re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", config.slurm.time)), "slurm.time", config.slurm.time,
+                        "SLURM's [days-]hours:minutes:seconds, e.g. '4:00:00' or '1-12:00:00'")
   config_checks.require(bool(config.axes.strip()), "axes", config.axes, "'key=v1,v2;key2=v3' (at least one axis)")
   names = [d for d in config.datasets.split(",") if d]
   config_checks.require(bool(names) and (config.data_dir is not None or set(names) <= set(datasets.BUILTIN)),
@@ -160,6 +165,24 @@ def finished(run: epath.Path) -> bool:
   return (run / "encoder" / "learner.json").exists()
 
 
+def check_not_stale(config, workdir: epath.Path):
+  """Refuses a sweep whose finished runs ran under another member config than this sweep gives them
+  (their results would be tabulated under this command): names the first such run, what differs and
+  what to do. Keys that change only bookkeeping (checkpoints, the end-of-run probe) may differ."""
+  from palmup import pretrain_job
+  for member, seed in run_order(config):
+    run = workdir / member.run(seed)
+    if not finished(run):
+      continue
+    changes = pretrain_job.config_changes(run, member_config(config, member, seed))
+    if changes:
+      shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:4])
+      more = f" and {len(changes) - 4} more" if len(changes) > 4 else ""
+      raise UserError(f"member {member.name} seed {seed}: its finished run {run} ran with another config ({shown}{more}); "
+                      f"move or delete {run} to run it again with this config, or rerun the sweep with the config it "
+                      "ran with")
+
+
 def run_order(config) -> list[tuple[Member, int]]:
   """Seed 0 of every member first, then seed 1, ...: a partial sweep covers every member."""
   return [(member, seed) for seed in range(config.seeds) for member in members(config)]
@@ -172,13 +195,23 @@ def pretrain_command(config, workdir: epath.Path, member: Member, seed: int) -> 
                      *args])
 
 
-def write_sbatch(config, workdir: epath.Path) -> epath.Path:
-  """DIR/sweep.sbatch: a SLURM array job, one task per run not yet finished."""
+def write_sbatch(config, workdir: epath.Path) -> epath.Path | None:
+  """DIR/sweep.sbatch: a SLURM array job, one task per run not yet finished, each task given the
+  resources in config.slurm; None (and no file) when every run has finished."""
   todo = [(m, s) for m, s in run_order(config) if not finished(workdir / m.run(s))]
-  commands = "\n".join(f"  {shlex.quote(pretrain_command(config, workdir, m, s))}" for m, s in todo)
   path = workdir / "sweep.sbatch"
-  path.write_text(f"#!/bin/bash\n#SBATCH --job-name=palmup-sweep\n#SBATCH --array=0-{max(len(todo) - 1, 0)}\n"
-                  f"#SBATCH --output={workdir}/slurm-%A_%a.out\nset -euo pipefail\nCOMMANDS=(\n{commands}\n)\n"
+  if not todo:
+    if path.exists():
+      path.unlink()
+    return None
+  slurm = config.slurm
+  resources = [f"--array=0-{len(todo) - 1}", f"--time={slurm.time}", f"--cpus-per-task={slurm.cpus}"]
+  resources += [f"--gpus-per-task={slurm.gpus}"] if slurm.gpus else []
+  resources += [f"--partition={slurm.partition}"] if slurm.partition else []
+  resources += [f"--mem={slurm.mem}"] if slurm.mem else []
+  commands = "\n".join(f"  {shlex.quote(pretrain_command(config, workdir, m, s))}" for m, s in todo)
+  path.write_text("#!/bin/bash\n#SBATCH --job-name=palmup-sweep\n" + "".join(f"#SBATCH {r}\n" for r in resources)
+                  + f"#SBATCH --output={workdir}/slurm-%A_%a.out\nset -euo pipefail\nCOMMANDS=(\n{commands}\n)\n"
                   'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"\n')
   return path
 
@@ -228,18 +261,36 @@ def exploration_metrics(run: epath.Path, names: list[str], tail: float) -> dict[
   return out
 
 
+def _probe_settings(config) -> dict:
+  """Everything that changes a run's probe values: the datasets, the shots reported, the probe config
+  and where the data is read from."""
+  return {"datasets": config.datasets, "shots": config.shots, "probe": config.probe.to_dict(),
+          "data_dir": config.data_dir}
+
+
+def _cached(cache: epath.Path, settings: dict, compute):
+  """compute()'s result, cached in `cache` with the settings it was computed under: recomputed when
+  they differ from `settings`."""
+  settings = json.loads(json.dumps(settings, default=str))
+  held = json.loads(cache.read_text()) if cache.exists() else {}
+  if held.get("settings") != settings:
+    held = {"settings": settings, "values": compute()}
+    cache.write_text(json.dumps(held, indent=2) + "\n")
+  return held["values"]
+
+
 def probe_run(config, run: epath.Path) -> dict[str, float]:
   """{"<dataset> linear", "<dataset> <shots>-shot"} top-1 of the run's encoder; cached in the run
-  (sweep_probes.json), so a rerun probes nothing again."""
-  cache = run / "sweep_probes.json"
-  if not cache.exists():
+  (sweep_probes.json) with the settings it was probed under, so a rerun probes again only when they
+  changed."""
+  def compute():
     learner, params, obs_shape = learner_lib.load_encoder(run / "encoder")
     out = {}
     for dataset in filter(None, config.datasets.split(",")):
       r = evaluate.evaluate_encoder(learner.features, params, obs_shape, dataset, config.probe, config.data_dir)
       out.update(_scores(r, dataset, config.shots))
-    cache.write_text(json.dumps(out, indent=2) + "\n")
-  return json.loads(cache.read_text())
+    return out
+  return _cached(run / "sweep_probes.json", _probe_settings(config), compute)
 
 
 def _scores(result: dict, dataset: str, shots: int) -> dict[str, float]:
@@ -248,10 +299,12 @@ def _scores(result: dict, dataset: str, shots: int) -> dict[str, float]:
 
 def probe_floors(config, workdir: epath.Path) -> dict[str, dict[str, list[float]]]:
   """{"raw pixels": {probe: [value]}, "random encoder": {probe: [per init]}} at the base's encoder
-  and input shape (its seed-0 run); cached in DIR/floors.json."""
-  cache = workdir / "floors.json"
-  if not cache.exists():
-    learner, _, obs_shape = learner_lib.load_encoder(workdir / Member(BASE, {}).run(0) / "encoder")
+  and input shape (its seed-0 run); cached in DIR/floors.json with the probe settings and that
+  encoder's architecture."""
+  encoder = workdir / Member(BASE, {}).run(0) / "encoder"
+
+  def compute():
+    learner, _, obs_shape = learner_lib.load_encoder(encoder)
     pixels, random = {}, {}
     for dataset in filter(None, config.datasets.split(",")):
       splits = evaluate.load_splits(dataset, config.data_dir)
@@ -264,8 +317,9 @@ def probe_floors(config, workdir: epath.Path) -> dict[str, dict[str, list[float]
                                       splits)
         for k, v in _scores(r, dataset, config.shots).items():
           random.setdefault(k, []).append(v)
-    cache.write_text(json.dumps({"raw pixels": pixels, "random encoder": random}, indent=2) + "\n")
-  return json.loads(cache.read_text())
+    return {"raw pixels": pixels, "random encoder": random}
+  architecture = json.loads((encoder / "learner.json").read_text())
+  return _cached(workdir / "floors.json", {**_probe_settings(config), "encoder": architecture}, compute)
 
 
 def collect(config, workdir: epath.Path) -> dict:
@@ -462,11 +516,15 @@ def plot(results: dict, workdir: epath.Path):
 
 def main(config, workdir):
   validate(config)
-  workdir = workdirs.prepare(workdir, config)
+  workdir = workdirs.create(workdir)
+  check_not_stale(config, workdir)
+  workdirs.write_config(workdir, config)
   if config.target == "slurm":
     path = write_sbatch(config, workdir)
     print(f"palmup sweep: wrote {path}; submit it (sbatch {path}), then rerun this command with "
-          "--config.target=local to probe and tabulate")
+          "--config.target=local to probe and tabulate" if path else
+          "palmup sweep: every run has finished, nothing to submit; rerun with --config.target=local to probe "
+          "and tabulate")
     return
   if not run_all(config, workdir):
     print("palmup sweep: a run stopped before its end (SIGTERM); rerun the same command to resume")
