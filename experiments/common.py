@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from palmup import configs, evaluate, learner as learner_lib, pretrain_job, viz, workdirs
+from palmup import configs, evaluate, learner as learner_lib, pretrain_job, stats, viz, workdirs
 
 SCALES = ("tiny", "cpu", "full")
 # The probe sizes of --scale tiny (pretraining uses configs/pretrain_tiny.py): seconds, for CI.
@@ -107,6 +107,13 @@ def probed(encoder: Path, dataset: str, cfg, shots: str, floor: str | int | None
 def shots_of(cfg, preferred: str) -> str:
   """The few-shot key a table reports: `preferred` if the probe config runs it, else its largest."""
   return preferred if preferred in map(str, cfg.few_shot.shots) else str(max(cfg.few_shot.shots))
+
+
+def mean_ci95(values) -> str:
+  """'81.2 +- 0.9' of fractions, in percent: the mean and the half-width of its 95% t-interval over
+  seeds (palmup.stats.mean_ci95; '+- n/a' for one seed)."""
+  mean, half = stats.mean_ci95(100 * np.asarray(values, float))
+  return f"{mean:.1f} +- {half:.1f}" if len(values) > 1 else f"{mean:.1f} +- n/a"
 
 
 def mean_std(values) -> str:

@@ -29,9 +29,10 @@ Methods, all on the same fused loop and encoder (configs/pretrain_fashion_mnist.
   raw_pixels      no encoder: the images resized to the encoder's input, flattened (a floor; no
                   pretraining, and no seeds: its probes are deterministic, so it is probed once)
 Each is probed on every built-in dataset (logistic probe top-1, and 10-shot ridge with its L2 chosen by
-leave-one-out), mean +- std over seeds, and palm and genrep_latent at the best sigma against each
-method: the difference and Welch's p (and random actions against each, as palm's stand-in where
-palm has no runs: the two are equal on every probe of the earlier table). Scales: tiny (CI plumbing,
+leave-one-out), mean +- the half-width of its 95% t-interval over seeds, and each reference method
+(REFERENCES, and genrep_latent at the best sigma) against each method: the difference, the paired
+t-test's p (seed k of every method starts from seed k; against raw pixels a one-sample test) and
+that p Holm-adjusted over the comparison's probes on every dataset (palmup.stats). Scales: tiny (CI plumbing,
 seconds), cpu (1,200 pretraining steps, 3 seeds: 4x the first CPU table's budget, with the CPU
 scale's cheaper learner, common.CPU_PRETRAIN), full (accelerator: 1024 envs, ResNet-18, 20k steps,
 3 seeds; documented, not run here). Each run keeps its encoder as <runs>/<method>_seed<seed>/
@@ -43,13 +44,14 @@ results.json, t1_vision_transfer.png.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import common
-from palmup import evaluate, viz
-from palmup.stats import welch_p
+from palmup import evaluate, stats, viz, workdirs
 
 SIGMAS = (0.1, 0.2, 0.4)  # GenRep's sweep (ImageNet-100): 60.2 / 63.2 / 65.5 / 65.4 / 64.4% at 0.05 / 0.1 / 0.2 / 0.3 / 0.4
 LATENT = lambda sigma, augment: {"explorer": "static", "static_views": "latent", "static_sigma": sigma,
@@ -75,7 +77,7 @@ SCALE = {  # seeds, pretraining steps, probe datasets
 }
 SHOTS = "10"
 # The methods the tables test every other method against, with their titles.
-REFERENCES = {"palm": "Palm", "palm_aug": "Palm with augmentation (`learner.augment=add`, the main job's default)",
+REFERENCES = {"palm": "Palm", "palm_aug": "Palm with augmentation (`learner.augment=add`, the main job's learner; runs made before its agent trained on augmented views)",
               "random_actions": "Random actions (temporal pairs, no augmentation)",
               "gradient": "The gradient explorer (temporal pairs, no augmentation)"}
 
@@ -166,27 +168,37 @@ def table(results, shots, seeds: int) -> str:
   datasets = list(next(iter(results.values())))
   header = ["method"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
   want = lambda m: 1 if m == "raw_pixels" else seeds
-  cell = lambda m, v: "missing" if not v else common.mean_std(v) + ("" if len(v) == want(m) else f" ({len(v)}/{seeds} seeds)")
+  cell = lambda m, v: "missing" if not v else common.mean_ci95(v) + ("" if len(v) == want(m) else f" ({len(v)}/{seeds} seeds)")
   rows = [[m] + [cell(m, results[m][d][k]) for d in datasets for k in ("linear", "few_shot")] for m in results]
   return common.markdown_table(header, rows)
 
 
 def tests_against(results, shots, ref: str = "palm") -> str:
-  """Welch's p (one-sample against raw pixels' single value) of `ref` vs each other method, per
-  dataset and probe, with the sign of ref's mean difference."""
+  """`ref` minus each method per dataset and probe (points), the two-sided p of the paired t-test over
+  the seeds both hold (seed k of every method starts from the same seed; against raw pixels' single
+  deterministic value a one-sample test), that p Holm-adjusted over the comparison's family (its
+  probes on every dataset), and the smallest difference (points) the test detects with 80% power at
+  the observed spread, at 0.05 / the family's size (palmup.stats)."""
   datasets = list(results[ref])
   header = [f"{ref} vs"] + [f"{d} {kind}" for d in datasets for kind in ("linear", f"{shots}-shot")]
   rows = []
   for m in results:
     if m == ref:
       continue
-    cells = []
+    diffs, ps, pairs = [], [], []
     for d in datasets:
       for k in ("linear", "few_shot"):
         a, b = results[ref][d][k], results[m][d][k]
-        p = welch_p(a, b) if b else float("nan")
-        cells.append("-" if np.isnan(p) else f"{100 * (np.mean(a) - np.mean(b)):+.1f} (p {p:.3f})")
-    rows.append([m] + cells)
+        n = min(len(a), len(b))
+        kind = "one_sample" if m == "raw_pixels" and len(b) == 1 else "paired"
+        pairs.append((a if kind == "one_sample" else a[:n], b if kind == "one_sample" else b[:n], kind))
+        p = stats.one_sample_p(a, b[0]) if kind == "one_sample" else stats.paired_p(a[:n], b[:n]) if n else float("nan")
+        diffs.append(100 * (np.mean(a) - np.mean(b)) if a and b else float("nan"))
+        ps.append(p)
+    holm, family = stats.holm(ps), int(np.isfinite(ps).sum())
+    detectable = [100 * stats.detectable_difference(*pair, alpha=stats.ALPHA / max(family, 1)) for pair in pairs]
+    rows.append([m] + ["-" if not np.isfinite(p) else f"{dv:+.1f} (p {p:.3f}, Holm {h:.3f}, detectable {dd:.1f})"
+                       for dv, p, h, dd in zip(diffs, ps, holm, detectable)])
   return common.markdown_table(header, rows)
 
 
@@ -212,7 +224,7 @@ def plot(results, shots, path: Path):
     for i, m in enumerate(methods):
       values = [100 * np.asarray(results[m][d][kind] or [np.nan]) for d in datasets]  # nan: not run yet
       ax.bar(np.arange(len(datasets)) + i * width, [v.mean() for v in values], width,
-             yerr=[v.std() for v in values], label=m, capsize=2)
+             yerr=[np.nan_to_num(stats.mean_ci95(v)[1]) for v in values], label=m, capsize=2)  # 95% t-interval
     ax.set_xticks(np.arange(len(datasets)) + width * (len(methods) - 1) / 2, datasets)
     ax.set_ylabel("top-1 %")
     ax.set_title(title)
@@ -237,9 +249,23 @@ def main():
   seeds = args.seeds or SCALE[args.scale][0]
   runs = args.runs or args.workdir
 
+  kept_json = json.loads(args.keep_from.read_text()) if args.keep_from else {}
+
+  def run_commits() -> dict:
+    """{run: its commits} of the runs behind the table's cells: the kept file's record (or "not
+    recorded"), then every run of --runs."""
+    out = {f"{m}_seed{k}": ["not recorded"] for m, by_d in kept_json.get("results", {}).items()
+           if m not in ("random_encoder", "raw_pixels") for k in range(max(map(len, by_d[next(iter(by_d))].values()), default=0))}
+    out.update(kept_json.get("run_commits", {}))
+    out.update({f"{m}_seed{k}": workdirs.run_commits(Path(runs) / f"{m}_seed{k}") for m in METHODS for k in range(seeds)
+                if (Path(runs) / f"{m}_seed{k}").exists()})
+    return out
+
   def write(results, shots, sigma):
-    common.write_json(args.workdir / "results.json", {"shots": shots, "seeds": seeds, "best_sigma": sigma,
-                                                       "results": results})
+    commits = run_commits()
+    common.write_json(args.workdir / "results.json", {"command": f"python {shlex.join(sys.argv)}", "commit": started[1],
+                                                       "run_commits": commits, "shots": shots, "seeds": seeds,
+                                                       "best_sigma": sigma, "results": results})
     if args.methods and not args.keep_from:  # a table of these methods (and what else has runs), with the floors
       held = lambda m: any(v for by_k in results[m].values() for v in by_k.values())
       results = {m: v for m, v in results.items()
@@ -254,19 +280,24 @@ def main():
               f"{f' --seeds {args.seeds}' if args.seeds else ''}{f' --keep-from {args.keep_from}' if args.keep_from else ''}`\n"
               if missing else "")
     common.write_results(args.workdir, f"T1: vision transfer ({args.scale} scale)", started,
-                         f"Top-1 % on each dataset's test split, mean +- std over seeds: a logistic probe on frozen features, "
+                         f"Top-1 % on each dataset's test split, mean +- the half-width of the 95% t-interval over seeds: a "
+                         f"logistic probe on frozen features, "
                          f"and a ridge probe on {shots} labelled images per class (its L2 chosen by leave-one-out on them). "
-                         f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}."
+                         f"GenRep's latent-view sweep: sigma in {SIGMAS}, best {sigma}. The runs ran at: "
+                         f"{workdirs.commits_summary(commits)}."
                          + (f" The cells that {args.keep_from} holds are taken from it as they are (its own header and "
                             "history say how they were made); this command probed the rest." if args.keep_from else "")
                          + "\n\n" + table(results, shots, seeds)
-                         + resume + "".join(f"\n{title} minus each method (points) and the two-sided p of Welch's t-test "
-                                            "over seeds (against raw pixels, one value: a one-sample test):\n\n"
+                         + resume + "".join(f"\n{title} minus each method (points), the two-sided p of the paired t-test "
+                                            "over seeds (against raw pixels, one value: a one-sample test), that p "
+                                            "Holm-adjusted over the comparison's family (the probes of its row), and the "
+                                            "smallest difference the test detects with 80% power (at 0.05 / the family's "
+                                            "size):\n\n"
                                             + tests_against(results, shots, ref) for ref, title in REFERENCES.items()
                                             if ref in results)
                          + against_latent + "\n" + pixel_verdicts(results, shots) + "\n\n![T1](t1_vision_transfer.png)\n")
 
-  kept = json.loads(args.keep_from.read_text())["results"] if args.keep_from else None
+  kept = kept_json.get("results")
   run(runs, args.scale, args.seeds, report=write, table_only=args.table_only, methods=args.methods, kept=kept)
 
 

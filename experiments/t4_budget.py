@@ -11,7 +11,8 @@ the first step and acts from agent.seed_steps on), so at CPU scale the smallest 
 11-15). Per window: judge entropy and coverage (the exploration, as in T4),
 the actor's health (policy_std, policy_cosine), what the critic separates (q_spread_actions against
 q_spread_states) and how much of its targets it explains (td_error against target_std); mean +- std
-over seeds, the gap to random actions in pooled stds and Welch's p on judge entropy.
+over seeds, the gap to random actions in pooled stds and Welch's p on judge entropy, Holm-adjusted
+over each variant's budgets.
 
 The world (CPU scale): T1's budget learner (common.CPU_PRETRAIN: 24 x 24 frames, conv widths halved,
 unaugmented pairs), the main config's env, 64 envs, a batch of 256. The agent: the APT variant of
@@ -28,7 +29,7 @@ import numpy as np
 
 import common
 import t4_exploration
-from palmup import viz
+from palmup import stats, viz
 
 # The variants, with their agent.updates_per_step (U) and the overrides of the main config.
 VARIANTS = {
@@ -39,6 +40,9 @@ VARIANTS = {
     "apt": {"explorer": "apt", "agent.algo": "sac", "agent.observe": "latent", "apt.reference": "population",
             "apt.nstep_reward": "sum", "agent.standardize_reward": True},
     "apt_default": {"explorer": "apt"},  # the main config's APT (SAC on the learner's features, URLB's reward)
+    # URLB's APT as URLB runs it (the main config with its DDPG backbone: std 0.2 clipped at 0.3,
+    # n-step 3, tau 0.01, lr 1e-4, the learner's features, the batch reference, the first frame's reward)
+    "apt_ddpg_urlb": {"explorer": "apt", "agent.algo": "ddpg"},
 }
 METRICS = ("judge_entropy", "judge_coverage", "policy_std", "policy_cosine", "policy_entropy", "alpha",
            "q_spread_actions", "q_spread_states", "td_error", "target_std")
@@ -68,19 +72,33 @@ def summary(runs: dict[str, list[Path]], steps: dict[str, tuple[int, int]]) -> d
 
 
 def table(data: dict, steps: dict, seeds: int) -> str:
-  header = ["agent updates", "loop steps", "variant", "seeds", *METRICS, "gap vs random (stds)", "Welch p"]
-  rows = []
-  for budget, (lo, hi) in steps.items():
+  """A row per budget and variant; Welch's p on judge entropy against random actions, and that p
+  Holm-adjusted over the variant's family: its tests at every budget (palmup.stats)."""
+  header = ["agent updates", "loop steps", "variant", "seeds", *METRICS, "gap vs random (stds)", "Welch p", "Holm p"]
+  tests = {}
+  for budget in steps:
     base = data.get((budget, "random_actions"), {}).get("judge_entropy")
     for variant in VARIANTS:
       cell = data.get((budget, variant))
+      if cell is not None and base and variant != "random_actions":
+        tests[(budget, variant)] = (t4_exploration.gap(cell["judge_entropy"], base)[0],
+                                    stats.welch_p(cell["judge_entropy"], base))
+  holm = {}
+  for variant in VARIANTS:
+    keys = [k for k in tests if k[1] == variant]
+    holm.update(zip(keys, stats.holm([tests[k][1] for k in keys])))
+  rows = []
+  for budget, (lo, hi) in steps.items():
+    for variant in VARIANTS:
+      cell = data.get((budget, variant))
       if cell is None:
-        rows.append([budget, f"{lo}-{hi}", variant, "0"] + ["missing"] * (len(METRICS) + 2))
+        rows.append([budget, f"{lo}-{hi}", variant, "0"] + ["missing"] * (len(METRICS) + 3))
         continue
-      g, p = t4_exploration.gap(cell["judge_entropy"], base) if base and variant != "random_actions" else ("-", "-")
+      g, p = tests.get((budget, variant), ("-", None))
+      pvals = ["-", "-"] if p is None or not np.isfinite(p) else [f"{p:.3f}", f"{holm[(budget, variant)]:.3f}"]
       n = len(cell["judge_entropy"])
       rows.append([budget, f"{lo}-{hi}", variant, f"{n}" + ("" if n == seeds else f" of {seeds}")]
-                  + [t4_exploration.fmt(cell[m], 3) if m in cell else "-" for m in METRICS] + [g, p])
+                  + [t4_exploration.fmt(cell[m], 3) if m in cell else "-" for m in METRICS] + [g, *pvals])
   return common.markdown_table(header, rows)
 
 

@@ -139,6 +139,27 @@ def test_t3_vmapped_statistics_and_sweep(tmp_path, monkeypatch):
   text = (tmp_path / "results.md").read_text()
   assert "| default |" in text and "| env.ema=0.5 |" in text and "(sweep/env.ema.png)" in text
   assert (tmp_path / "t3_dynamics_ablations.png").exists() and (tmp_path / "sweep" / "env.ema.png").exists()
+  (tmp_path / "results.md").unlink()
+  _main(monkeypatch, "t3_dynamics_ablations", "--workdir", str(tmp_path), "--scale", "tiny", "--table-only")
+  assert "Holm-adjusted over the sweep's" in (tmp_path / "results.md").read_text()  # again from the two results.json
+
+
+def test_t1_tests_each_comparison_paired_and_holm_corrected_over_its_probes():
+  t1 = importlib.import_module("t1_vision_transfer")
+  stats = importlib.import_module("palmup.stats")
+  rng = np.random.default_rng(0)
+  ref = {d: {"linear": list(0.8 + rng.normal(0, 0.01, 3)), "few_shot": list(0.6 + rng.normal(0, 0.02, 3))}
+         for d in ("a", "b")}
+  other = {d: {k: list(np.asarray(v) - 0.02 + rng.normal(0, 0.005, 3)) for k, v in by_k.items()} for d, by_k in ref.items()}
+  pixels = {d: {"linear": [0.79], "few_shot": [0.55]} for d in ref}
+  text = t1.tests_against({"palm": ref, "other": other, "raw_pixels": pixels}, "10", "palm")
+  rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in text.splitlines()[2:]}
+  order = [("a", "linear"), ("a", "few_shot"), ("b", "linear"), ("b", "few_shot")]
+  paired = [stats.paired_p(ref[d][k], other[d][k]) for d, k in order]
+  one_sample = [stats.one_sample_p(ref[d][k], pixels[d][k][0]) for d, k in order]
+  for name, ps in (("other", paired), ("raw_pixels", one_sample)):
+    for cell, p, h in zip(rows[name], ps, stats.holm(ps)):
+      assert f"(p {p:.3f}, Holm {h:.3f}, detectable " in cell
 
 
 @pytest.mark.slow  # about 20 s: T3's statistics; `make test-slow`

@@ -533,15 +533,6 @@ def main(config, workdir):
   print(tabulate(workdir, results))
 
 
-def _commits_line(run_commits: dict) -> str:
-  """"a1b2c3d (12 runs), not recorded (3 runs)": the commits the runs ran at, with how many ran at each."""
-  counts = {}
-  for commits in run_commits.values():
-    key = " then ".join(commits)
-    counts[key] = counts.get(key, 0) + 1
-  return ", ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in counts.items()) or "no run"
-
-
 def tabulate(workdir, results: dict | None = None) -> str:
   """Summarizes `results` (default: workdir's results.json, e.g. a committed one, tabulated again with
   the current statistics) and writes results.json, the plots and results.md; -> results.md's text."""
@@ -551,7 +542,7 @@ def tabulate(workdir, results: dict | None = None) -> str:
   (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
   plot(results, workdir)
   text = (f"# Sweep of {results['base']}\n\nCommand: `{shlex.join(sys.argv)}` at commit {workdirs.commit()}; "
-          f"the runs ran at {_commits_line(results['run_commits']) if 'run_commits' in results else 'commits not recorded'}. Axes `{results['axes']}` "
+          f"the runs ran at {workdirs.commits_summary(results['run_commits']) if 'run_commits' in results else 'commits not recorded'}. Axes `{results['axes']}` "
           f"({results['design']}), overrides `{results['overrides'] or '-'}`, {results['seeds']} seeds; probes: "
           f"logistic and few-shot top-1 % on the test splits; metrics averaged over {tail} of each run's chunks. "
           f"Mean +- the half-width of the 95% t-interval over seeds; p: the paired t-test against the base (the "

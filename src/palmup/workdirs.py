@@ -187,3 +187,13 @@ def run_commits(workdir: str | epath.PathLike) -> list[str]:
   rows = _parse(file.read_text().splitlines()) if file.exists() else []
   names = [r["commit"] + ("+dirty" if r.get("dirty") else "") for r in rows]
   return list(dict.fromkeys(names)) or ["not recorded"]
+
+
+def commits_summary(run_commits: dict[str, list[str]]) -> str:
+  """"a1b2c3d (12 runs), not recorded (3 runs)" of {run: run_commits(run)}: the commits the runs ran
+  at, with how many ran at each (a run resumed at another commit: "a then b")."""
+  counts = {}
+  for commits in run_commits.values():
+    key = " then ".join(commits)
+    counts[key] = counts.get(key, 0) + 1
+  return ", ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in counts.items()) or "no run"
