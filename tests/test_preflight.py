@@ -2,10 +2,12 @@
 client (no TPU), the compiler's memory, cost, collectives and constants read from it, and the
 launch stopped by a program that does not compile or fit."""
 import json
+import resource
 import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from concurrent import futures
 from pathlib import Path
@@ -201,3 +203,29 @@ def test_a_killed_preflight_leaves_no_compile_running(tmp_path):
   while any(map(_running, children)) and time.monotonic() < deadline:
     time.sleep(0.2)
   assert not [c for c in children if _running(c)], "a compile outlived its preflight"
+
+
+def test_the_compile_childs_threads_get_its_large_finite_stack():
+  """Under preflight.LARGE_STACK the stack limit is finite (1 GiB, or the hard limit if lower) and a
+  new thread's stack is that size, not glibc's 2 MiB for an unlimited limit."""
+  probe = textwrap.dedent("""
+      import ctypes, resource, threading
+      libc = ctypes.CDLL(None)
+      libc.pthread_self.restype = ctypes.c_ulong
+      def stack_size(out):
+        attr = ctypes.create_string_buffer(256)
+        size = ctypes.c_size_t()
+        libc.pthread_getattr_np(ctypes.c_ulong(libc.pthread_self()), attr)
+        libc.pthread_attr_getstacksize(attr, ctypes.byref(size))
+        out.append(size.value)
+      out = []
+      t = threading.Thread(target=stack_size, args=(out,))
+      t.start(); t.join()
+      print(resource.getrlimit(resource.RLIMIT_STACK)[0], out[0])
+  """)
+  soft, thread = map(int, subprocess.run([*preflight.LARGE_STACK, sys.executable, "-c", probe], capture_output=True,
+                                         text=True, check=True).stdout.split())
+  hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+  want = preflight.STACK_KIB * 1024 if hard == resource.RLIM_INFINITY else min(hard, preflight.STACK_KIB * 1024)
+  assert soft == want
+  assert thread == soft  # a new thread's stack is the finite limit (unlimited would give it 2 MiB)

@@ -370,9 +370,17 @@ def _compiler_reason(error: Exception) -> str:
   return f"{type(error).__name__}: {' | '.join(picked)}"[:600]
 
 
+# Runs "$0" "$@" with a 1 GiB stack (or the hard limit, if lower). Finite on purpose: with an
+# unlimited stack glibc gives new threads 2 MiB stacks, below Linux's default 8 MiB, and the TPU
+# compiler's worker threads need deep stacks; a finite limit is every new thread's stack size.
+STACK_KIB = 1 << 20
+LARGE_STACK = ["/bin/sh", "-c", f'h=$(ulimit -Hs); if [ "$h" = unlimited ] || [ "$h" -gt {STACK_KIB} ]; then '
+               f'h={STACK_KIB}; fi; ulimit -s "$h"; exec "$0" "$@"']
+
+
 def compile_in_child(config_path: str, overrides: str, topology: str, sizes: tuple[int, int, int],
                      programs: tuple[str, ...], timeout: float, members: int = 0) -> dict:
-  """compile_programs in a fresh process with the largest stack allowed; -> its result, or
+  """compile_programs in a fresh process with a large stack (LARGE_STACK); -> its result, or
   {"error": one line} when it fails, crashes or runs out of time."""
   chips = _chip_count(topology)
   with tempfile.TemporaryDirectory(prefix="palmup_preflight_") as tmp:
@@ -382,8 +390,8 @@ def compile_in_child(config_path: str, overrides: str, topology: str, sizes: tup
                                    "members": members}))
     # compile-only: no TPU backend is started, and libtpu's one-process-per-machine lock is not needed
     env = dict(os.environ, JAX_PLATFORMS="cpu", ALLOW_MULTIPLE_LIBTPU_LOAD="1", **{_PARENT: str(os.getpid())})
-    command = ["/bin/sh", "-c", 'ulimit -s "$(ulimit -Hs)"; exec "$0" "$@"',  # the largest stack allowed
-               sys.executable, "-c", "from palmup.preflight import _child_main; _child_main()", str(request), str(out)]
+    command = [*LARGE_STACK, sys.executable, "-c", "from palmup.preflight import _child_main; _child_main()",
+               str(request), str(out)]
     try:
       done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

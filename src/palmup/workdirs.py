@@ -11,6 +11,7 @@ whole, never appended to, since object stores cannot append.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from typing import Any, Mapping
@@ -155,7 +156,13 @@ def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disabl
 
 def commit_info() -> dict:
   """{"commit": short hash, "dirty": whether tracked files differ from it} of the palmup checkout this
-  runs from; {"commit": "unknown", "dirty": None} outside a git checkout."""
+  runs from; from PALMUP_COMMIT ("<hash>" or "<hash>+dirty") when set, as `palmup launch` sets it on
+  workers that run an archive of the checkout; {"commit": "unknown", "dirty": None} outside a git
+  checkout."""
+  shipped = os.environ.get("PALMUP_COMMIT")
+  if shipped:
+    commit, _, mark = shipped.partition("+")
+    return {"commit": commit, "dirty": mark == "dirty"}
   try:
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=str(epath.Path(__file__).parent),
                                     check=True).stdout.strip()
