@@ -35,6 +35,19 @@ def compile_tiny(capacity: int, chunk_steps: int = 0, envs: int = 64, members: i
                                       **{"run.overrides": f"{TINY} {sizes}"}))[0]
 
 
+def tiny_gradient_bytes() -> int:
+  """Bytes of the parameters the tiny config's step differentiates: the learner's, actor's and critic's."""
+  import jax
+  import numpy as np
+  from palmup import configs, pretrain
+  config = configs.load("pretrain_tiny", **{"log.judge": "", "num_envs": 64, "replay.batch_size": 32,
+                                            "replay.capacity": 128})
+  world, _ = preflight.abstract_world(config)
+  state = jax.eval_shape(pretrain.make_pretrain(config)[0], world, jax.ShapeDtypeStruct((2,), np.uint32))
+  nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+  return nbytes(state.learner.params) + nbytes(state.agent.actor) + nbytes(state.agent.critic)
+
+
 @pytest.fixture(scope="module")
 def compiled():
   """Four compiles at once (each in its own process): capacities 128 and 4,096, capacity 128 with
@@ -62,6 +75,11 @@ def test_the_tiny_config_compiles_for_a_v5e_slice_and_its_figures_are_the_compil
   # data parallelism: gradients all-reduced every step; the replay is sampled where it lies
   step = chunk["collectives"]["per_step"]
   assert step["all-reduce"]["count"] >= 1 and step["all-reduce"]["bytes"] > 0
+  # counted once per channel: the all-reduces carry the gradients of the learner, actor and critic
+  # (and a few scalars), so their bytes are those parameters' bytes and not a multiple of them
+  grads = tiny_gradient_bytes()
+  assert grads <= step["all-reduce"]["bytes"] < 1.3 * grads, (step["all-reduce"]["bytes"], grads)
+  assert step["all-gather"]["appearances"] > step["all-gather"]["count"]  # the compiler's repeats, not counted
   assert step.get("all-gather", {}).get("largest_bytes", 0) < result["replay_bytes_per_chip"]
   assert result["fits"] and result["peak_bytes"] < 0.9 * 16e9
   assert result["roofline_step_seconds"] == max(chunk["flops"] / 197e12, chunk["bytes_accessed"] / 819e9)
@@ -229,3 +247,48 @@ def test_the_compile_childs_threads_get_its_large_finite_stack():
   want = preflight.STACK_KIB * 1024 if hard == resource.RLIM_INFINITY else min(hard, preflight.STACK_KIB * 1024)
   assert soft == want
   assert thread == soft  # a new thread's stack is the finite limit (unlimited would give it 2 MiB)
+
+
+SYNTHETIC_HLO = """HloModule m
+
+%fused_a (p: f32[4,16]) -> f32[64,16] {
+  %p = f32[4,16]{1,0} parameter(0)
+  ROOT %all-gather.1 = f32[64,16]{1,0} all-gather(%p), channel_id=7, replica_groups={}, dimensions={0}
+}
+
+%fused_b (p: f32[4,16]) -> f32[64,16] {
+  %p = f32[4,16]{1,0} parameter(0)
+  ROOT %all-gather.2 = f32[64,16]{1,0} all-gather(%p), channel_id=7, replica_groups={}, dimensions={0}
+}
+
+%body (s: f32[8]) -> f32[8] {
+  %s = f32[8]{0} parameter(0)
+  %f1 = f32[64,16]{1,0} fusion(%s), kind=kCustom, calls=%fused_a
+  %f2 = f32[64,16]{1,0} fusion(%s), kind=kCustom, calls=%fused_b
+  %ar-start = f32[1024]{0} all-reduce-start(%s), channel_id=9, to_apply=%add
+  %ar-done = f32[1024]{0} all-reduce-done(%ar-start)
+  %cp.1 = f32[8]{0} collective-permute(%s), source_target_pairs={{0,1}}
+  ROOT %cp.2 = f32[8]{0} collective-permute(%s), source_target_pairs={{1,0}}
+}
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %sum = f32[] add(%a, %b)
+}
+
+ENTRY %main (x: f32[8]) -> f32[8] {
+  %x = f32[8]{0} parameter(0)
+  ROOT %loop = f32[8]{0} while(%x), condition=%cond, body=%body
+}
+"""
+
+
+def test_a_collective_repeated_across_fusions_counts_once_per_channel():
+  """One all-gather (channel 7) in two fusions is one all-gather of 4 KB; an async all-reduce counts
+  at its -done through its -start's channel; collectives without a channel count each."""
+  step = preflight.hlo_summary(SYNTHETIC_HLO)["collectives"]["per_step"]
+  assert step["all-gather"] == {"count": 1, "bytes": 64 * 16 * 4, "appearances": 2, "largest_bytes": 4096,
+                                "largest": "f32[64,16]"}
+  assert (step["all-reduce"]["count"], step["all-reduce"]["bytes"]) == (1, 4096)
+  assert (step["collective-permute"]["count"], step["collective-permute"]["bytes"]) == (2, 64)

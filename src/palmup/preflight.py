@@ -272,15 +272,29 @@ def _reachable(computations: dict[str, list[str]], roots: list[str]) -> set[str]
   return visited
 
 
+_CHANNEL = re.compile(r"\bchannel_id=(\d+)")
+_NAME = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=")
+_OPERAND = re.compile(r"^\s*%?([\w.\-]+)")
+
+
 def hlo_summary(hlo: str) -> dict:
-  """Constants and collectives of an optimised HLO module's text. Collectives are counted where
-  they complete (a synchronous op or an async "-done"), with their result's bytes, split into
-  those of one step (inside the entry computation's while loops, each body once) and the rest."""
+  """Constants and collectives of an optimised HLO module's text. A collective is counted once per
+  channel (its channel_id): the TPU compiler repeats one collective in every async fusion that
+  carries it, so one all-gather can appear in dozens of computations. Each is counted where it
+  completes (a synchronous op, or an async "-done" through its "-start"'s channel), with its result's
+  bytes, split into those of one step (inside the entry computation's while loops, each body once)
+  and the rest; "appearances" says how many instructions carried the counted channels."""
   computations = _computations(hlo)
   loops = [m for line in computations.get("ENTRY", []) for m in _BODY.findall(line)]
   in_loop = _reachable(computations, loops)
+  start_channels = {}
+  for name, lines in computations.items():
+    for line in lines:
+      match, channel, label = _INSTRUCTION.match(line), _CHANNEL.search(line), _NAME.match(line)
+      if match and channel and label and match.group(2).endswith("-start"):
+        start_channels[label.group(1)] = channel.group(1)
   constants = 0
-  collectives = {"per_step": {}, "outside_loop": {}}
+  found = {}  # (where, kind, channel or the instruction) -> [bytes, appearances, type]
   for name, lines in computations.items():
     if name == "ENTRY":
       continue
@@ -293,13 +307,26 @@ def hlo_summary(hlo: str) -> dict:
       if op == "constant":
         constants += type_bytes(result_type)
       kind = op[:-len("-done")] if op.endswith("-done") else op
-      if kind in COLLECTIVES:
-        entry = collectives[where].setdefault(kind, {"count": 0, "bytes": 0, "largest_bytes": 0, "largest": ""})
-        size = type_bytes(result_type)
-        entry["count"] += 1
-        entry["bytes"] += size
-        if size > entry["largest_bytes"]:
-          entry["largest_bytes"], entry["largest"] = size, re.sub(r"\{[^}]*\}", "", result_type)[:120]
+      if kind not in COLLECTIVES:
+        continue
+      channel = _CHANNEL.search(line)
+      operand = _OPERAND.match(match.group(3))
+      channel = channel.group(1) if channel else start_channels.get(operand.group(1) if operand else "")
+      key = (where, kind, channel if channel is not None else f"{name}/{_NAME.match(line).group(1)}")
+      size = type_bytes(result_type)
+      entry = found.setdefault(key, [0, 0, ""])
+      entry[1] += 1
+      if size > entry[0]:
+        entry[0], entry[2] = size, re.sub(r"\{[^}]*\}", "", result_type)[:120]
+  collectives = {"per_step": {}, "outside_loop": {}}
+  for (where, kind, _), (size, appearances, text) in found.items():
+    entry = collectives[where].setdefault(kind, {"count": 0, "bytes": 0, "appearances": 0, "largest_bytes": 0,
+                                                 "largest": ""})
+    entry["count"] += 1
+    entry["bytes"] += size
+    entry["appearances"] += appearances
+    if size > entry["largest_bytes"]:
+      entry["largest_bytes"], entry["largest"] = size, text
   return {"constant_bytes": constants, "collectives": collectives}
 
 
