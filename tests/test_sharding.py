@@ -1,4 +1,5 @@
 """Data parallelism: the same global batch and seed give the same run on 1 and 8 devices."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,16 @@ def test_one_and_eight_devices_give_the_same_losses_and_parameters(tmp_path, exp
       np.testing.assert_allclose(eight[key], one[key], rtol=2e-3, atol=1e-5, err_msg=key)
     elif key.startswith("p"):
       np.testing.assert_allclose(eight[key], one[key], rtol=2e-3, atol=2e-5, err_msg=key)
+
+
+def test_a_population_restores_each_member_onto_its_own_devices():
+  """4 tiny runs as a population on 4 devices (4 groups of 1): each member restored onto its own
+  group and stacked in place peaks at most 1.5x the running state's bytes per device; restored
+  replicated over every group, as before, a device held all 4 members."""
+  env = {**sharding.local_processes_env(1, 4)[0], "PYTHONPATH": str(HERE)}
+  out = subprocess.run([sys.executable, str(HERE / "population_memory.py")], env=env, check=True, timeout=600,
+                       cwd=HERE.parent, capture_output=True, text=True).stdout
+  found = json.loads(out.strip().splitlines()[-1])
+  assert found["same"]  # the stacked state is the population's, value and sharding
+  assert found["restoring"] <= 1.5 * found["running"], found
+  assert found["old_restoring"] >= 3.9 * found["running"], found

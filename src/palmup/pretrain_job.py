@@ -169,11 +169,11 @@ def train(runs):
   tc = config.train
   num_chunks = tc.steps // tc.chunk_steps
   one_world = world if members is None else member_world(world, 0)
-  one_shardings = shardings if members is None else jax.tree.map(
-      lambda s: jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(*s.spec[1:])), shardings)
-  abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                          jax.eval_shape(make_pretrain(config, mesh)[0], one_world, jax.random.PRNGKey(0)), one_shardings)
-  resumed = [resume_or_restart(d, c, abstract) for c, d in zip(configs, dirs)]
+  one_state = jax.eval_shape(make_pretrain(config, mesh)[0], one_world, jax.random.PRNGKey(0))
+  abstract = lambda i: jax.tree.map(  # run i's state as its checkpoint is restored: onto its own devices
+      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), one_state,
+      shardings if members is None else sharding.member_shardings(shardings, i, members))
+  resumed = [resume_or_restart(d, c, abstract(i)) for i, (c, d) in enumerate(zip(configs, dirs))]
   checkpoints, states, dones = zip(*resumed)
   if len(set(dones)) > 1:
     raise UserError(f"the population's runs were checkpointed at different chunks ({', '.join(map(str, dones))}); "
@@ -183,8 +183,7 @@ def train(runs):
     keys = [jax.random.PRNGKey(c.seed) for c in configs]
     state = init(world, keys[0] if members is None else jnp.stack(keys))
   else:
-    state = states[0] if members is None else jax.device_put(
-        jax.tree.map(lambda *xs: jnp.stack(xs), *states), shardings)
+    state = states[0] if members is None else sharding.stack_members(list(states), shardings)
   member = (lambda tree, i: tree) if members is None else (lambda tree, i: jax.tree.map(lambda x: x[i], tree))
   stop = _StopRequested()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}

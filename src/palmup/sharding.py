@@ -130,6 +130,32 @@ def behind_member_axis(shardings):
   return jax.tree.map(lambda s: NamedSharding(s.mesh, P(MEMBERS, *s.spec)), shardings)
 
 
+def member_shardings(shardings, member: int, members: int):
+  """A population's shardings (behind_member_axis) for member `member` alone: on its own device
+  group's devices (the mesh's row that holds it), split over "data" as the population splits it, so
+  restoring a member puts each byte where the population's state keeps it."""
+  def one(s: NamedSharding) -> NamedSharding:
+    groups = s.mesh.devices.shape[0]
+    row = member // (members // groups)
+    return NamedSharding(Mesh(s.mesh.devices[row], s.mesh.axis_names[1:]), P(*s.spec[1:]))
+  return jax.tree.map(one, shardings)
+
+
+def stack_members(states: list, shardings):
+  """The population's state from its members' states, each on its own device group
+  (member_shardings), which it consumes: leaf by leaf, every device's shard of member i becomes its
+  shard of row i of the stacked array and the member's leaf is deleted, so no member is copied to
+  another group's devices (jnp.stack would gather them all) and a device holds at most its share of
+  the state plus one leaf's twice."""
+  def leaf(s: NamedSharding, *xs):
+    pieces = [shard.data[None] for x in xs for shard in x.addressable_shards]
+    stacked = jax.make_array_from_single_device_arrays((len(xs),) + xs[0].shape, s, pieces)
+    for x in xs:
+      x.delete()
+    return stacked
+  return jax.tree.map(leaf, shardings, *states)
+
+
 def shard_batch(x, mesh: Mesh):
   """Inside a jitted function: splits the leading axis of every leaf of x over "data"."""
   return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh)), x)
