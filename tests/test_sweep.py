@@ -220,3 +220,46 @@ def test_summaries_pair_seeds_and_correct_over_each_family():
       stats.detectable_difference(shifted["d linear"], base["d linear"], "paired", alpha=0.05 / 3))
   assert m1["d linear"]["p_vs_base"] < 0.05 < stats.welch_p(shifted["d linear"], base["d linear"])
   assert out["members"]["base"]["summary"]["d linear"]["p_vs_base"] is None
+
+
+def test_a_diverging_member_leaves_the_population_and_the_others_finish(tmp_path, monkeypatch):
+  """Member 1's metrics turn non-finite in chunk 2: it is marked diverged with its last good
+  checkpoint, and member 0 is checkpointed there and finishes alone, one metrics row per chunk."""
+  runs = [configs.load("pretrain_tiny", **{"env.ema": ema, "seed": seed, "train.steps": 9})
+          for ema, seed in ((0.7, 0), (0.3, 1))]
+  to_host, chunks = sharding.to_host, []
+
+  def nan_in_member_1_at_chunk_2(tree):
+    out = to_host(tree)
+    if isinstance(out, dict) and "ntxent" in out and np.ndim(out["ntxent"]) == 1:
+      chunks.append(1)
+      if len(chunks) == 2:
+        out["ntxent"] = np.array([out["ntxent"][0], np.nan])
+    return out
+  monkeypatch.setattr(pretrain_job.sharding, "to_host", nan_in_member_1_at_chunk_2)
+  pretrain_job.train([(c, tmp_path / f"run{i}") for i, c in enumerate(runs)])
+  marked = json.loads((tmp_path / "run1" / "diverged.json").read_text())
+  assert marked == {"chunk": 2, "last_good_checkpoint": 1, "non_finite": ["ntxent"]}
+  assert sweep.diverged(tmp_path / "run1") and sweep.finished(tmp_path / "run1")
+  assert not (tmp_path / "run1" / "encoder").exists()
+  assert (tmp_path / "run0" / "encoder" / "learner.json").exists() and not sweep.diverged(tmp_path / "run0")
+  assert [r["step"] for r in workdirs.read_metrics(tmp_path / "run0")] == [3, 6, 9]
+  assert [r["step"] for r in workdirs.read_metrics(tmp_path / "run1")] == [3]
+
+
+def test_a_sweep_tabulates_a_diverged_run_and_does_not_retry_it(tmp_path, monkeypatch):
+  config = sweep_config(axes="env.ema=0.5", seeds=2)
+  fake_finished_runs(config, tmp_path)
+  (tmp_path / "env.ema=0.5_seed1" / "encoder" / "learner.json").unlink()
+  pretrain_job.mark_diverged(tmp_path / "env.ema=0.5_seed1", 2, 1, ["ntxent"])
+  monkeypatch.setattr(pretrain_job, "train", lambda runs: pytest.fail(f"retried {runs}"))
+  lines = []
+  assert sweep.run_all(config, tmp_path, log=lines.append)
+  assert "palmup sweep: env.ema=0.5 seed 1 diverged" in " ".join(lines)
+  monkeypatch.setattr(sweep, "probe_run", lambda c, run: {"digits linear": 0.8, "digits 5-shot": 0.6})
+  monkeypatch.setattr(sweep, "probe_floors", lambda c, w: {})
+  monkeypatch.setattr(sweep, "exploration_metrics", lambda run, names, tail: {n: 1.0 for n in names})
+  results = sweep.summarize(sweep.collect(config, tmp_path))
+  cell = results["members"]["env.ema=0.5"]["summary"]["digits linear"]
+  assert cell["diverged"] == 1 and cell["mean"] == pytest.approx(0.8) and cell["p_vs_base"] is not None
+  assert "80.0 [1 diverged]" in sweep._cell(cell, True)

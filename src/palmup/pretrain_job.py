@@ -38,12 +38,34 @@ class _StopRequested:
     self.signal = signal.Signals(signum).name
 
 
+def _non_finite(metrics) -> list[str]:
+  return sorted(k for k, v in metrics.items() if not math.isfinite(v))
+
+
 def _check_finite(metrics, chunk_index, last_saved):
-  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+  bad = _non_finite(metrics)
   if bad:
     raise FloatingPointError(
         f"non-finite {', '.join(bad)} in chunk {chunk_index}: stopping; the last good checkpoint "
         f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
+
+
+DIVERGED = "diverged.json"
+
+
+def mark_diverged(workdir, chunk_index: int, last_saved: int, keys: list[str]):
+  """workdir/diverged.json: the run diverged (non-finite `keys` in chunk `chunk_index`); its last good
+  checkpoint is chunk `last_saved`. A sweep takes such a run as ended (palmup.sweep)."""
+  (workdirs.path(workdir) / DIVERGED).write_text(json.dumps(
+      {"chunk": chunk_index, "last_good_checkpoint": last_saved, "non_finite": keys}, indent=2) + "\n")
+
+
+class _MembersDiverged(Exception):
+  """Members of a population diverged; the others were checkpointed at the chunk and go on."""
+
+  def __init__(self, members: list[int]):
+    super().__init__(members)
+    self.members = members
 
 
 def _save_strips(path: epath.Path, strips, scale: int, writer, step: int):
@@ -114,6 +136,8 @@ def resume_or_restart(workdir: epath.Path, config, abstract_state):
   if sharding.is_primary():
     workdirs.write_config(workdir, config)
     workdirs.record_start(workdir, done * config.train.chunk_steps)
+    if (workdir / DIVERGED).exists():  # run again: it is not marked until it diverges again
+      (workdir / DIVERGED).unlink()
   return checkpoints, state, done
 
 
@@ -203,15 +227,28 @@ def train(runs):
       state, metrics, strips = chunk(world, state)
       metrics, strips = sharding.to_host(metrics), sharding.to_host(strips)
       seconds = time.perf_counter() - start
+      rows = [{k: float(v) for k, v in member(metrics, i).items()} for i in range(len(runs))]
+      diverged = {i: _non_finite(r) for i, r in enumerate(rows) if _non_finite(r)}
+      if primary:
+        for i, keys in diverged.items():
+          mark_diverged(dirs[i], index, done, keys)
+      if diverged and len(diverged) == len(runs):  # one run, or every member: stop
+        _check_finite(rows[min(diverged)], index, done)
       for i, (writer, d) in enumerate(zip(writers, dirs)):
-        row = {k: float(v) for k, v in member(metrics, i).items()}
-        _check_finite(row, index, done)
+        if i in diverged:
+          continue
+        row = rows[i]
         row.update(frames_per_second=total / seconds, chunk_seconds=seconds)
         if writer is not None:
           writer.write(index * tc.chunk_steps, row)
           if index % config.log.strip_every == 0 or index == num_chunks:
             _save_strips(d / "strips" / f"chunk_{index:05d}.png", member(strips, i), config.log.scale, writer,
                          index * tc.chunk_steps)
+      if diverged:  # the others are checkpointed here and go on without them (below)
+        for i, store in enumerate(checkpoints):
+          if i not in diverged:
+            store.save(index, member(state, i))
+        raise _MembersDiverged(sorted(diverged))
       bar.update(total)
       bar.set_postfix(ntxent=f"{row['ntxent']:.3f}", fps=f"{row['frames_per_second']:.0f}")
       if index % tc.checkpoint_every == 0 or index == num_chunks:
@@ -224,6 +261,10 @@ def train(runs):
         print(f"palmup pretrain: {stop.signal or 'a stop on another process'} received; checkpointed chunk "
               f"{index} of {num_chunks}, rerun the same command to resume")
         return
+  except _MembersDiverged as e:
+    gone = e.members
+  else:
+    gone = []
   finally:
     bar.close()
     for store in checkpoints:
@@ -233,6 +274,12 @@ def train(runs):
         writer.close()
     for s, handler in previous.items():
       signal.signal(s, handler)
+  if gone:
+    if primary:
+      for i in gone:
+        print(f"palmup pretrain: the run in {dirs[i]} diverged (non-finite metrics); it is marked "
+              f"({dirs[i] / DIVERGED}) and leaves the population, the others go on")
+    return train([r for i, r in enumerate(runs) if i not in gone])
   learner, _, _ = build(config, one_world)
   obs_shape = world.env.observation_shape
   for i, (c, d) in enumerate(zip(configs, dirs)):

@@ -161,8 +161,14 @@ def validate(config):
       raise UserError(f"member {member.name}: {e}") from None
 
 
+def diverged(run: epath.Path) -> bool:
+  """Whether the run diverged (pretrain_job.mark_diverged): it ends there, and a rerun does not retry it."""
+  return (run / "diverged.json").exists()
+
+
 def finished(run: epath.Path) -> bool:
-  return (run / "encoder" / "learner.json").exists()
+  """Whether the run has ended: its encoder written, or diverged."""
+  return (run / "encoder" / "learner.json").exists() or diverged(run)
 
 
 def check_not_stale(config, workdir: epath.Path):
@@ -241,7 +247,13 @@ def run_all(config, workdir: epath.Path, log=print) -> bool:
       log(f"palmup sweep: {position} {names}: finished before")
     else:
       log(f"palmup sweep: {position} {names}: pretraining" + (" as one population" if len(todo) > 1 else ""))
-      pretrain_job.train([(member_config(config, m, s), workdir / m.run(s)) for m, s in todo])
+      try:
+        pretrain_job.train([(member_config(config, m, s), workdir / m.run(s)) for m, s in todo])
+      except FloatingPointError as e:  # the run (or every member) diverged: marked, the sweep goes on
+        log(f"palmup sweep: {position} {names}: diverged ({str(e)[:120]}); tabulated as diverged")
+    for m, s in group:
+      if diverged(workdir / m.run(s)):
+        log(f"palmup sweep: {m.name} seed {s} diverged (see {workdir / m.run(s) / 'diverged.json'})")
     if not all(finished(workdir / m.run(s)) for m, s in group):
       return False
     if todo:
@@ -293,15 +305,23 @@ def probe_run(config, run: epath.Path) -> dict[str, float]:
   return _cached(run / "sweep_probes.json", _probe_settings(config), compute)
 
 
+def probe_names(config) -> list[str]:
+  """The probe quantities of every run, in the order probe_run gives them."""
+  return [q for d in filter(None, config.datasets.split(",")) for q in (f"{d} linear", f"{d} {config.shots}-shot")]
+
+
 def _scores(result: dict, dataset: str, shots: int) -> dict[str, float]:
   return {f"{dataset} linear": result["test_accuracy"], f"{dataset} {shots}-shot": result["few_shot"][str(shots)]["mean"]}
 
 
 def probe_floors(config, workdir: epath.Path) -> dict[str, dict[str, list[float]]]:
   """{"raw pixels": {probe: [value]}, "random encoder": {probe: [per init]}} at the base's encoder
-  and input shape (its seed-0 run); cached in DIR/floors.json with the probe settings and that
+  and input shape (its first seed that did not diverge); cached in DIR/floors.json with the probe settings and that
   encoder's architecture."""
-  encoder = workdir / Member(BASE, {}).run(0) / "encoder"
+  kept = [workdir / Member(BASE, {}).run(k) for k in range(config.seeds) if not diverged(workdir / Member(BASE, {}).run(k))]
+  if not kept:
+    raise UserError(f"every seed of the base diverged in {workdir}: no encoder to measure the floors at")
+  encoder = kept[0] / "encoder"
 
   def compute():
     learner, _, obs_shape = learner_lib.load_encoder(encoder)
@@ -331,7 +351,10 @@ def collect(config, workdir: epath.Path) -> dict:
     values = {}
     for seed in range(config.seeds):
       run = workdir / member.run(seed)
-      found = {**probe_run(config, run), **exploration_metrics(run, metric_names, config.metrics_tail)}
+      if diverged(run):  # no encoder: every quantity nan, counted as diverged in the tables
+        found = {q: math.nan for q in (*probe_names(config), *metric_names)}
+      else:
+        found = {**probe_run(config, run), **exploration_metrics(run, metric_names, config.metrics_tail)}
       for k, v in found.items():
         values.setdefault(k, []).append(v)
       run_commits[member.run(seed)] = workdirs.run_commits(run)
@@ -362,8 +385,11 @@ def summarize(results: dict, alpha: float = stats.ALPHA) -> dict:
   Works from the values alone, so a committed results.json can be tabulated again."""
   members, base = results["members"], results["members"][BASE]["values"]
   tests = [(name, q) for name in members if name != BASE for q in members[name]["values"] if q in base]
-  pairs = {t: (members[t[0]]["values"][t[1]], base[t[1]]) for t in tests}
-  pairs = {t: (a[:min(len(a), len(b))], b[:min(len(a), len(b))]) for t, (a, b) in pairs.items()}  # seed by seed
+  pairs = {}
+  for t in tests:  # seed by seed, without the seeds where either run diverged (nan)
+    a, b = members[t[0]]["values"][t[1]], base[t[1]]
+    kept = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+    pairs[t] = ([x for x, _ in kept], [y for _, y in kept])
   raw = {t: stats.paired_p(*pairs[t]) for t in tests}
   adjusted, detectable, results["families"] = {}, {}, {}
   for family, member_of in FAMILIES.items():
@@ -375,16 +401,20 @@ def summarize(results: dict, alpha: float = stats.ALPHA) -> dict:
   for name, entry in members.items():
     entry["summary"] = {}
     for q, v in entry["values"].items():
-      mean, ci = stats.mean_ci95(v)
+      mean, ci = stats.mean_ci95([x for x in v if math.isfinite(x)])
       entry["summary"][q] = {"mean": mean, "ci95": ci, "p_vs_base": raw.get((name, q)),
-                             "p_holm": adjusted.get((name, q)), "detectable": detectable.get((name, q))}
+                             "p_holm": adjusted.get((name, q)), "detectable": detectable.get((name, q)),
+                             "diverged": sum(not math.isfinite(x) for x in v)}
   return results
 
 
 def _cell(summary: dict, percent: bool) -> str:
   scale, fmt = (100, ".1f") if percent else (1, ".3g")
   mean, ci, p, holm = summary["mean"] * scale, summary["ci95"] * scale, summary["p_vs_base"], summary.get("p_holm")
-  text = f"{mean:{fmt}} +- {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}"
+  gone = f" [{summary['diverged']} diverged]" if summary.get("diverged") else ""
+  if not math.isfinite(mean):
+    return "diverged" if gone else "-"
+  text = (f"{mean:{fmt}} +- {ci:{fmt}}" if math.isfinite(ci) else f"{mean:{fmt}}") + gone
   if p is None or not math.isfinite(p):
     return text
   return text + f" (p {p:.3f}, Holm {holm:.3f})"
