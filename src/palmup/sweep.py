@@ -18,8 +18,15 @@ seed run as populations: `population.size` runs at a time in one compiled progra
 (pretrain_job.train), each run keeping its own checkpoints, metrics and encoder;
 `population.enabled="off"` runs them one by one.
 
-target "slurm" writes DIR/sweep.sbatch, one SLURM array task per run (each `palmup pretrain`), and
-stops: submit it, then rerun the sweep with target "local" to probe and tabulate the finished runs.
+target "slurm" writes DIR/sweep.sbatch, one SLURM array task per unfinished run (each `palmup
+pretrain`, with the resources of `slurm`: time, CPUs, GPUs, partition, memory), and stops: submit
+it, then rerun the sweep with target "local" to probe and tabulate the finished runs.
+
+A rerun refuses a finished run whose config differs from the one the sweep now gives its member
+(say `train.steps` changed): its results would be tabulated under the new command. The probes are
+cached per run with the settings that made them, and redone when those change. A run that diverges
+(non-finite metrics) is marked so in its workdir (diverged.json), leaves its population while the
+other members go on, is not retried by a rerun, and is tabulated as diverged.
 
 Then every run is probed on each of `datasets` (logistic probe and few-shot ridge at `shots`,
 palmup.evaluate), the floors (raw pixels, and the base's architecture at probe.random_seeds random
