@@ -51,7 +51,8 @@ def get_config():
       encoder=dict(name="conv", widths=(32, 64, 128, 256), features=256, conv_grad="auto", stem="cifar",
                    width=64),
       dtype="float32", head_hidden=256, head_out=128, temperature=0.5, lr=1e-3, weight_decay=1e-6,
-      pair_offset=4, augment="add", crop_min=0.3, jitter=0.4)  # augment: none | add | only (palmup.learner)
+      pair_offset=4, augment="add", crop_min=0.3, jitter=0.4,  # augment: none | add | only (palmup.learner)
+      negatives=0)  # NT-Xent's negatives: 0 the whole global batch, G > 0 each group of G pairs (palmup.losses)
   # conv_grad: the conv encoder's gradient rule (palmup.nn.conv): "auto" is im2col on CPU (2.3x faster
   # there than XLA's rule) and XLA's rule on GPU and TPU; "im2col", "taps" or "xla" force one.
   # seed_steps: loop steps of uniform actions before the actor acts (URLB: 4,000 frames), counted
@@ -70,7 +71,10 @@ def get_config():
   # of the sampled frame alone, target r(f_0) + gamma^n Q(f_n); the agent update then encodes frame n
   # only, 0.17 of the learner's FLOPs) or "sum" (sum_i gamma^i r(f_i+1), which encodes frames 1..n:
   # 0.47; T4 explores the same with either); see palmup.explorer
-  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch", nstep_reward="first")
+  # scope: 0, each frame among the whole reference (the replayed batch, or all envs of a step, which
+  # grow with the mesh), or G > 0, among its group of G consecutive frames (or envs): a reward that
+  # means the same on any number of devices (per-device when G is the per-device batch)
+  c.apt = dict(k=12, average=True, running_mean=True, clip=1e-4, reference="batch", nstep_reward="first", scope=0)
   # explorer=novelty (palmup.planner): per env, of `candidates` uniform actions the one whose simulated
   # next frame is farthest from its k-th nearest current frame of the envs, in the learner's features
   c.planner = dict(candidates=4, k=3)

@@ -20,10 +20,10 @@ AGENT = dict(lr=1e-3, hidden=32, feature_dim=8, discount=0.9, tau=0.05, nstep=3,
 NO_NOVELTY = jnp.zeros((32, 4))  # the stored population reward, unused by the batch reward
 
 
-def _agent(running_mean=False, reference="batch", nstep_reward="sum", **overrides):
+def _agent(running_mean=False, reference="batch", nstep_reward="sum", scope=0, **overrides):
   cfg = ml_collections.ConfigDict({**AGENT, **overrides})
   return ActorCritic(cfg, ml_collections.ConfigDict(dict(k=4, average=True, running_mean=running_mean, clip=0.0,
-                                                  reference=reference, nstep_reward=nstep_reward)), 3)
+                                                  reference=reference, nstep_reward=nstep_reward, scope=scope)), 3)
 
 
 def _batch(key, b=32, n=3, d=6):
@@ -352,3 +352,18 @@ def test_standardized_reward_has_zero_mean_and_unit_std_over_the_batch():
   assert float(plain["intrinsic_reward"]) > 0.1
   np.testing.assert_allclose([float(scaled["intrinsic_reward"]), float(scaled["intrinsic_reward_std"])], [0.0, 1.0],
                              atol=1e-5)
+
+
+def test_a_scoped_reward_is_each_groups_own_reward_under_one_running_mean_update():
+  """apt.scope = 8 on a batch of 32: each group of 8 consecutive frames among itself, the running
+  mean moved once by every group's distances; scope 0 is the whole batch."""
+  features = jax.random.normal(jax.random.PRNGKey(3), (2, 32, 6))  # two rewarded frames of 32 sequences
+  scoped, mean = _agent(running_mean=True, scope=8).reward(features, apt.RunningMean.init())
+  groups = features.reshape(2, 4, 8, 6)
+  expected, expected_mean = apt.particle_reward(groups, 4, running_mean=apt.RunningMean.init())
+  np.testing.assert_allclose(scoped, expected.reshape(2, 32), rtol=1e-6)
+  np.testing.assert_allclose(mean.mean, expected_mean.mean, rtol=1e-6)
+  alone = apt.particle_reward(features[0, 8:16], 4)  # one group by itself, without the running mean
+  np.testing.assert_allclose(_agent(scope=8).reward(features, apt.RunningMean.init())[0][0, 8:16], alone, rtol=1e-6)
+  whole = _agent(scope=0).reward(features, apt.RunningMean.init())[0]
+  assert whole.shape == (2, 32) and not np.allclose(whole, _agent(scope=8).reward(features, apt.RunningMean.init())[0])

@@ -140,3 +140,16 @@ def test_particle_reward_grows_with_spread_and_its_gradient_spreads_the_points()
     particle_reward(f, 65)
   with pytest.raises(ValueError, match="k must be in \\[1, reference size 32\\], got 33"):
     particle_reward(f, 33, reference=reference)
+
+
+def test_grouped_negatives_are_each_groups_own_ntxent_weighted_by_its_valid_pairs():
+  rng = np.random.default_rng(0)
+  a, b = (jnp.asarray(rng.normal(size=(12, 5)), jnp.float32) for _ in range(2))
+  valid = jnp.asarray(rng.random(12) > 0.3)
+  grouped = ntxent(a, b, 0.5, valid, group=4)
+  parts = [(ntxent(a[i:i + 4], b[i:i + 4], 0.5, valid[i:i + 4]), valid[i:i + 4].sum()) for i in range(0, 12, 4)]
+  np.testing.assert_allclose(grouped, sum(l * n for l, n in parts) / sum(n for _, n in parts), rtol=1e-5)
+  np.testing.assert_allclose(ntxent(a, b, 0.5, valid, group=12), ntxent(a, b, 0.5, valid), rtol=1e-6)
+  assert not np.isclose(grouped, ntxent(a, b, 0.5, valid))  # fewer negatives: another loss
+  with pytest.raises(ValueError, match="group 5 must divide the batch of 12 pairs"):
+    ntxent(a, b, 0.5, group=5)

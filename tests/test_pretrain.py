@@ -306,6 +306,8 @@ def test_sigterm_checkpoints_after_the_current_chunk_and_resumes(gen_dir, tmp_pa
     ({"static_source": "digits"}, r"config.static_source='digits' is invalid; valid: 'generator' when explorer='apt'"),
     ({"agent.observe": "pixels"}, r"config.agent.observe='pixels' is invalid; valid: one of 'features', 'latent', 'both'"),
     ({"apt.nstep_reward": "last"}, r"config.apt.nstep_reward='last' is invalid; valid: one of 'sum', 'first'"),
+    ({"apt.scope": 5}, r"config.apt.scope=5 is invalid; valid: 0, or a divisor of replay.batch_size=16 that is >= apt.k"),
+    ({"learner.negatives": 3}, r"config.learner.negatives=3 is invalid; valid: 0 or a divisor of replay.batch_size=16"),
     ({"eval.enabled": True, "eval.few_shot.shots": (0,)}, r"config.eval.few_shot.shots=\(0,\) is invalid"),
 ])
 def test_bad_config_is_named(override, match):

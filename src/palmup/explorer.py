@@ -227,15 +227,21 @@ class ActorCritic:
     return jnp.where(step < self.config.seed_steps, uniform, policy)
 
   def reward(self, features, reward_mean: apt.RunningMean):
-    """The configured particle reward [..., B] of features [..., B, D], each batch among itself, and
-    the running mean (updated once when apt.running_mean; the population reward passes a fresh one:
-    its batch mean)."""
+    """The configured particle reward [..., B] of features [..., B, D], each batch among itself (with
+    apt.scope = G > 0: each group of G consecutive points among itself, a scope that does not grow
+    with the mesh), and the running mean (updated once when apt.running_mean; the population reward
+    passes a fresh one: its batch mean)."""
     c = self.apt_config
     kwargs = dict(average=c.average, clip=c.clip)
     features = jax.lax.stop_gradient(features)  # the representation is detached from RL
+    shape = features.shape[:-1]
+    if c.scope:  # groups of apt.scope consecutive points, each among its own group
+      features = features.reshape(shape[:-1] + (shape[-1] // c.scope, c.scope, features.shape[-1]))
     if c.running_mean:
-      return apt.particle_reward(features, c.k, running_mean=reward_mean, **kwargs)
-    return apt.particle_reward(features, c.k, **kwargs), reward_mean
+      reward, reward_mean = apt.particle_reward(features, c.k, running_mean=reward_mean, **kwargs)
+    else:
+      reward = apt.particle_reward(features, c.k, **kwargs)
+    return reward.reshape(shape), reward_mean
 
   def rewarded_frames(self, n: int) -> tuple[int, ...]:
     """The frames of a replayed sequence whose particle rewards make its n-step reward:

@@ -117,7 +117,7 @@ class Learner:
 
     def loss_fn(params):
       h, z, logits = self.apply(params, jnp.concatenate([view_a, view_b]))
-      contrastive = ntxent(z[:n], z[n:], self.config.temperature, valid)
+      contrastive = ntxent(z[:n], z[n:], self.config.temperature, valid, self.config.negatives)
       probe = optax.softmax_cross_entropy_with_integer_labels(logits[:n], labels).mean()
       accuracy = jnp.mean(jnp.argmax(logits[:n], -1) == labels)
       return contrastive + probe, ({"ntxent": contrastive, "probe_loss": probe, "probe_acc": accuracy,

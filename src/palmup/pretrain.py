@@ -136,6 +136,15 @@ def validate(config, device_count: int | None = None):
   config_checks.require(config.apt.k <= stats_envs, "apt.k", config.apt.k,
              f"<= min(log.stats_envs, num_envs) = {stats_envs} (the logged APT objective, and with "
              "apt.reference='population' the reward, take neighbours among the envs)")
+  config_checks.positive(config, "learner.negatives", allow_zero=True)
+  config_checks.require(config.replay.batch_size % max(config.learner.negatives, 1) == 0, "learner.negatives",
+                        config.learner.negatives, f"0 or a divisor of replay.batch_size={config.replay.batch_size}")
+  config_checks.positive(config, "apt.scope", allow_zero=True)
+  if config.apt.scope:
+    points = config.num_envs if config.apt.reference == "population" else config.replay.batch_size
+    what = "num_envs" if config.apt.reference == "population" else "replay.batch_size"
+    config_checks.require(points % config.apt.scope == 0 and config.apt.scope >= config.apt.k, "apt.scope",
+                          config.apt.scope, f"0, or a divisor of {what}={points} that is >= apt.k={config.apt.k}")
   config_checks.positive(config, "agent.seed_steps", allow_zero=True)
   config_checks.positive(config, "agent.updates_per_step")
   if config.explorer == "gradient":
