@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 
 import common
-from palmup import apt, checkpoints, pretrain, sharding
+from palmup import apt, checkpoints, pretrain, pretrain_job, sharding
 from palmup.env import latent_transition
 from palmup.explorer import action_stats
 from palmup.learner import view
@@ -63,7 +63,7 @@ def _tuples(x):
 
 def restore(run: Path):
   """(config, world, loop, state at the run's last checkpoint, updates) of a pretrain workdir."""
-  config = ml_collections.ConfigDict(_tuples(json.loads((run / "config.json").read_text())))
+  config = ml_collections.ConfigDict(_tuples(pretrain_job.complete(json.loads((run / "config.json").read_text()))))
   pretrain.validate(config)
   world = pretrain.make_world(config)
   mesh = sharding.make_mesh()

@@ -477,3 +477,14 @@ def test_with_augmentation_the_agent_update_encodes_augmented_frames(env):
   np.testing.assert_array_equal(obs_none, obs_add)  # the same sample
   assert not np.allclose(enc_none[1], enc_add[1], atol=1e-4)  # the learner's views: raw vs augmented
   assert not np.allclose(none[1]["q_target"], add[1]["q_target"], atol=1e-5)  # frame n: raw vs augmented
+
+
+def test_a_run_made_before_a_key_was_added_resumes_as_if_it_had_its_neutral_value(tmp_path):
+  """A config.json without apt.scope and learner.negatives (written before they existed) reads as
+  having them at 0, what such a run computed; any other value of them is a change."""
+  config = tiny_config()
+  saved = json.loads(config.to_json_best_effort())
+  del saved["apt"]["scope"], saved["learner"]["negatives"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  assert pretrain_job.config_changes(tmp_path, config) == {}
+  assert pretrain_job.config_changes(tmp_path, tiny_config(**{"apt.scope": 8})) == {"apt.scope": (0, 8)}

@@ -86,6 +86,23 @@ _RESUMABLE_CHANGES = ("train.steps", "log.") + _BOOKKEEPING
 _EXPLORER_BLOCKS = {"gradient.": "gradient", "planner.": "novelty"}
 
 
+# Keys added to the pretrain config after runs were made without them, with the value that computes
+# what those runs computed: a config.json without the key reads as having it at that value.
+ADDED_KEYS = {"apt.scope": 0, "learner.negatives": 0}
+
+
+def complete(saved: dict) -> dict:
+  """A run's config.json content with ADDED_KEYS filled in where it predates them."""
+  out = json.loads(json.dumps(saved))
+  for key, value in ADDED_KEYS.items():
+    *parents, leaf = key.split(".")
+    node = out
+    for p in parents:
+      node = node.setdefault(p, {})
+    node.setdefault(leaf, value)
+  return out
+
+
 def config_changes(workdir: epath.Path, config, may_change: tuple[str, ...] = _BOOKKEEPING) -> dict[str, tuple]:
   """{key: (value in workdir/config.json, value in config)} for every key that differs, except keys
   in may_change (a key, or a block ending in ".") and the blocks config's explorer never reads; {}
@@ -93,7 +110,7 @@ def config_changes(workdir: epath.Path, config, may_change: tuple[str, ...] = _B
   old_path = workdirs.path(workdir) / "config.json"
   if not old_path.exists():
     return {}
-  old, new = _flatten(json.loads(old_path.read_text())), _flat(config)
+  old, new = _flatten(complete(json.loads(old_path.read_text()))), _flat(config)
   unread = tuple(block for block, explorer in _EXPLORER_BLOCKS.items() if config.explorer != explorer)
   free = lambda k: any(k == c or (c.endswith(".") and k.startswith(c)) for c in may_change + unread)
   return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and not free(k)}
