@@ -151,7 +151,8 @@ def main():
         f"{total} loop steps of {u} agent updates each (random actions: the same steps), chunks of "
         f"{s['chunk_steps']} steps, agent.seed_steps {s['seed_steps']}; a budget B reads the chunks of loop steps "
         f"(B / {2 * u}, B / {u}]. Mean +- std over seeds; gap and Welch p on judge_entropy.\n\n"
-        + table(data, steps, s["seeds"]) + "\n![T4 budget](t4_budget.png)\n")
+        + table(data, steps, s["seeds"]) + "\n![T4 budget](t4_budget.png)\n",
+        runs=[r for dirs in runs.values() for r in dirs])
 
   seeds = args.seeds if args.seeds is not None else range(s["seeds"])
   for seed in [] if args.table_only else seeds:

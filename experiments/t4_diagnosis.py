@@ -221,7 +221,8 @@ def main():
       + common.markdown_table(HEADER, [row(r) for r in results])
       + "\nMeans over the seeds of each run:\n\n"
       + common.markdown_table(["runs (mean over seeds)", "seeds"] + HEADER[1:],
-                              [[r["run"], str(r["seeds"])] + row(r)[1:] for r in seed_means(results)]))
+                              [[r["run"], str(r["seeds"])] + row(r)[1:] for r in seed_means(results)]),
+      runs=args.run_dirs)
 
 
 if __name__ == "__main__":

@@ -215,7 +215,8 @@ def main():
     figures = "\n".join(f"![{s}](t4_{i}.png)" for i, s in enumerate(plotted))
     common.write_results(args.workdir, "T4: exploration in the judge's feature space, APT vs random actions", started,
                          f"From {source}. Means over the chunks after APT's seed phase, +- std over seeds; gap and "
-                         f"Welch p on judge_entropy.\n\n" + table(data, settings, explorers) + "\n" + figures + "\n")
+                         f"Welch p on judge_entropy.\n\n" + table(data, settings, explorers) + "\n" + figures + "\n",
+                         runs=[r for dirs in runs.values() for r in dirs])
 
   for setting, explorer, seed in jobs:
     overrides = {**SCALE[args.scale][2], **SETTINGS[setting], **EXPLORERS[explorer]}
