@@ -168,7 +168,7 @@ def write_results(workdir: Path, title: str, started: tuple[float, str], body: s
   """workdir/results.md: the title, provenance (command, commit, wall time, and the commits the
   `runs` that exist ran at), then body; printed too."""
   ran = [Path(r) for r in runs if Path(r).exists()]
-  commits = (f"The runs ran at: {workdirs.commits_summary({r.name: workdirs.run_commits(r) for r in ran})}.\n"
+  commits = (f"\nThe runs ran at: {workdirs.commits_summary({r.name: workdirs.run_commits(r) for r in ran})}.\n"
              if ran else "")
   text = f"# {title}\n\n{provenance(started)}{commits}\n{body}"
   (Path(workdir) / "results.md").write_text(text)
