@@ -355,17 +355,18 @@ def collect(config, workdir: epath.Path) -> dict:
   metric_names = [m for m in config.metrics.split(",") if m]
   per_member, run_commits = {}, {}
   for member in members(config):
-    values = {}
+    values, gone = {}, []
     for seed in range(config.seeds):
       run = workdir / member.run(seed)
-      if diverged(run):  # no encoder: every quantity nan, counted as diverged in the tables
+      if diverged(run):  # no encoder: every quantity nan, and the seed counted as diverged
+        gone.append(seed)
         found = {q: math.nan for q in (*probe_names(config), *metric_names)}
       else:
         found = {**probe_run(config, run), **exploration_metrics(run, metric_names, config.metrics_tail)}
       for k, v in found.items():
         values.setdefault(k, []).append(v)
       run_commits[member.run(seed)] = workdirs.run_commits(run)
-    per_member[member.name] = {"overrides": member.overrides, "values": values}
+    per_member[member.name] = {"overrides": member.overrides, "values": values, "diverged": gone}
   base_run_config = base_config(config)
   return {"base": str(config.base), "overrides": config.overrides, "axes": config.axes, "design": config.design,
           "seeds": config.seeds, "members": per_member, "floors": probe_floors(config, workdir),
@@ -388,7 +389,8 @@ def summarize(results: dict, alpha: float = stats.ALPHA) -> dict:
   (the 95% t half-width), "p_vs_base" (the paired t-test against the base: seed k of a member and of
   the base share their seed), "p_holm" (Holm-adjusted over its family: every probe test of the sweep,
   or every metric test) and "detectable" (the smallest difference that test detects with 80% power at
-  the observed spread, at alpha / the family's size); and "families": {family: its number of tests}.
+  the observed spread, at alpha / the family's size), "diverged" (how many of its seeds diverged: their
+  values are nan, and the tests pair the other seeds); and "families": {family: its number of tests}.
   Works from the values alone, so a committed results.json can be tabulated again."""
   members, base = results["members"], results["members"][BASE]["values"]
   tests = [(name, q) for name in members if name != BASE for q in members[name]["values"] if q in base]
@@ -411,7 +413,7 @@ def summarize(results: dict, alpha: float = stats.ALPHA) -> dict:
       mean, ci = stats.mean_ci95([x for x in v if math.isfinite(x)])
       entry["summary"][q] = {"mean": mean, "ci95": ci, "p_vs_base": raw.get((name, q)),
                              "p_holm": adjusted.get((name, q)), "detectable": detectable.get((name, q)),
-                             "diverged": sum(not math.isfinite(x) for x in v)}
+                             "diverged": len(entry.get("diverged", []))}
   return results
 
 
