@@ -50,13 +50,10 @@ def _check_finite(metrics, chunk_index, last_saved):
         f"(chunk {last_saved}) is kept. Lower the learning rates or check the config.")
 
 
-DIVERGED = "diverged.json"
-
-
 def mark_diverged(workdir, chunk_index: int, last_saved: int, keys: list[str]):
   """workdir/diverged.json: the run diverged (non-finite `keys` in chunk `chunk_index`); its last good
   checkpoint is chunk `last_saved`. A sweep takes such a run as ended (palmup.sweep)."""
-  (workdirs.path(workdir) / DIVERGED).write_text(json.dumps(
+  (workdirs.path(workdir) / workdirs.DIVERGED).write_text(json.dumps(
       {"chunk": chunk_index, "last_good_checkpoint": last_saved, "non_finite": keys}, indent=2) + "\n")
 
 
@@ -153,8 +150,8 @@ def resume_or_restart(workdir: epath.Path, config, abstract_state):
   if sharding.is_primary():
     workdirs.write_config(workdir, config)
     workdirs.record_start(workdir, done * config.train.chunk_steps)
-    if (workdir / DIVERGED).exists():  # run again: it is not marked until it diverges again
-      (workdir / DIVERGED).unlink()
+    if (workdir / workdirs.DIVERGED).exists():  # run again: it is not marked until it diverges again
+      (workdir / workdirs.DIVERGED).unlink()
   return checkpoints, state, done
 
 
@@ -245,7 +242,7 @@ def train(runs):
       metrics, strips = sharding.to_host(metrics), sharding.to_host(strips)
       seconds = time.perf_counter() - start
       rows = [{k: float(v) for k, v in member(metrics, i).items()} for i in range(len(runs))]
-      diverged = {i: _non_finite(r) for i, r in enumerate(rows) if _non_finite(r)}
+      diverged = {i: keys for i, keys in enumerate(map(_non_finite, rows)) if keys}
       if primary:
         for i, keys in diverged.items():
           mark_diverged(dirs[i], index, done, keys)
@@ -295,7 +292,7 @@ def train(runs):
     if primary:
       for i in gone:
         print(f"palmup pretrain: the run in {dirs[i]} diverged (non-finite metrics); it is marked "
-              f"({dirs[i] / DIVERGED}) and leaves the population, the others go on")
+              f"({dirs[i] / workdirs.DIVERGED}) and leaves the population, the others go on")
     return train([r for i, r in enumerate(runs) if i not in gone])
   learner, _, _ = build(config, one_world)
   obs_shape = world.env.observation_shape

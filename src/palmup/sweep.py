@@ -170,7 +170,7 @@ def validate(config):
 
 def diverged(run: epath.Path) -> bool:
   """Whether the run diverged (pretrain_job.mark_diverged): it ends there, and a rerun does not retry it."""
-  return (run / "diverged.json").exists()
+  return (run / workdirs.DIVERGED).exists()
 
 
 def finished(run: epath.Path) -> bool:
@@ -260,7 +260,7 @@ def run_all(config, workdir: epath.Path, log=print) -> bool:
         log(f"palmup sweep: {position} {names}: diverged ({str(e)[:120]}); tabulated as diverged")
     for m, s in group:
       if diverged(workdir / m.run(s)):
-        log(f"palmup sweep: {m.name} seed {s} diverged (see {workdir / m.run(s) / 'diverged.json'})")
+        log(f"palmup sweep: {m.name} seed {s} diverged (see {workdir / m.run(s) / workdirs.DIVERGED})")
     if not all(finished(workdir / m.run(s)) for m, s in group):
       return False
     if todo:

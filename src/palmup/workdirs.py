@@ -154,6 +154,9 @@ def progress(total: int, desc: str, initial: int = 0, unit: str = "step", disabl
               disable=disable)
 
 
+DIVERGED = "diverged.json"  # in a run's workdir once it diverged (pretrain_job.mark_diverged)
+
+
 def commit_info() -> dict:
   """{"commit": short hash, "dirty": whether tracked files differ from it} of the palmup checkout this
   runs from; from PALMUP_COMMIT ("<hash>" or "<hash>+dirty") when set, as `palmup launch` sets it on
